@@ -1,0 +1,1 @@
+"""Metrics room: scores computed on xarray objects (see ../shared/SCIENCE.md)."""
