@@ -42,3 +42,115 @@ class InterpolationTask:
         t = pd.DatetimeIndex(self.truth["time"].values)
         start, end = self.periods[split]
         return np.flatnonzero((t >= start) & (t <= end))
+
+
+def _parse_period(text: str, what: str, label: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    from data.errors import DataError
+
+    start, sep, end = str(text).partition("/")
+    try:
+        first, last = pd.Timestamp(start), pd.Timestamp(end if sep else start)
+    except ValueError:
+        raise DataError(f"{label}: {what} period {text!r} is not 'YYYY-MM-DD/YYYY-MM-DD'") from None
+    if last < first:
+        raise DataError(f"{label}: {what} period {text!r} ends before it starts")
+    return first, last
+
+
+def auto_periods(
+    times: pd.DatetimeIndex, gap_days: int = 7
+) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
+    """Chronological train (70 %) / validation (15 %) / test (15 %) split with gaps.
+
+    The gap (in time steps) shrinks on short records so that every split keeps at least one
+    step; with fewer than 3 steps there is nothing to split.
+    """
+    n = len(times)
+    gap = min(gap_days, max(0, (n - 3) // 10))
+    usable = n - 2 * gap
+    n_test = max(1, round(0.15 * usable))
+    n_val = max(1, round(0.15 * usable))
+    n_train = usable - n_test - n_val
+    i_val = n_train + gap
+    i_test = i_val + n_val + gap
+    return {
+        "train": (times[0], times[n_train - 1]),
+        "val": (times[i_val], times[i_val + n_val - 1]),
+        "test": (times[i_test], times[n - 1]),
+    }
+
+
+def build_interpolation_task(
+    ds: xr.Dataset,
+    var: str | None = None,
+    obs: str | None = None,
+    *,
+    obs_noise: float = 0.02,
+    obs_seed: int = 0,
+    test_period: str | None = None,
+    val_period: str | None = None,
+    train_period: str | None = None,
+    gap_days: int = 7,
+    min_days: int = 10,
+    label: str = "",
+) -> InterpolationTask:
+    """Turn a canonical dataset into an :class:`InterpolationTask`.
+
+    Parameters
+    ----------
+    ds : canonical dataset (see :func:`data.canonical.open_dataset`).
+    var : variable to reconstruct; default ``ds.attrs["oceanlab_truth_var"]`` or the first.
+    obs : observation variable, or ``"simulation"`` to sample ``var`` along nadir tracks with
+        ``obs_noise`` and ``obs_seed``; default ``ds.attrs["oceanlab_obs_var"]`` or simulation.
+    test_period, val_period, train_period : ``"YYYY-MM-DD/YYYY-MM-DD"``; missing ones come from
+        the file's ``oceanlab_*_period`` attributes, else from :func:`auto_periods`.
+
+    Raises
+    ------
+    DataError : unknown variable, too few time steps, empty or overlapping periods.
+    """
+    from data.errors import DataError
+
+    label = label or str(ds.attrs.get("source_path", "dataset"))
+    fields = [str(v) for v in ds.data_vars if v != "mask"]
+    var = var or ds.attrs.get("oceanlab_truth_var") or (fields[0] if fields else None)
+    if var not in ds.data_vars or var == "mask":
+        raise DataError(f"{label}: unknown variable {var!r}; available: {', '.join(fields)}")
+    obs = obs or ds.attrs.get("oceanlab_obs_var") or "simulation"
+    n = ds.sizes["time"]
+    if n < min_days:
+        raise DataError(f"{label}: only {n} time steps; the interpolation task needs at least {min_days}")
+    truth = ds[var].astype(np.float32)
+    mask = truth.notnull().any("time").rename("mask")
+    if not bool(mask.any()):
+        raise DataError(f"{label}: variable {var!r} is NaN everywhere (all-NaN field)")
+    if obs == "simulation":
+        from data.tracks import sample_along_tracks
+
+        obs_da = sample_along_tracks(truth.load(), noise_std=obs_noise, seed=obs_seed)
+    elif obs in ds.data_vars and obs != "mask":
+        obs_da = ds[obs].astype(np.float32)
+    else:
+        raise DataError(f"{label}: unknown observation variable {obs!r}; use one of "
+                        f"{', '.join(f for f in fields if f != var) or '(none)'} or 'simulation'")
+    if not bool(obs_da.notnull().any()):
+        raise DataError(f"{label}: observation variable {obs!r} has no valid value")
+
+    times = pd.DatetimeIndex(ds["time"].values)
+    auto = auto_periods(times, gap_days)
+    periods = {}
+    for name, given in (("train", train_period), ("val", val_period), ("test", test_period)):
+        text = given or ds.attrs.get(f"oceanlab_{name}_period")
+        periods[name] = _parse_period(text, name, label) if text else auto[name]
+    task = InterpolationTask(truth=truth.load(), obs=obs_da.load(), mask=mask.load(), periods=periods)
+    for name in ("train", "val", "test"):
+        if len(task.times(name)) == 0:
+            first, last = periods[name]
+            raise DataError(f"{label}: the {name} period {first.date()}/{last.date()} holds no time step "
+                            f"(data cover {times[0].date()}/{times[-1].date()})")
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        if np.intersect1d(task.index(a), task.index(b)).size:
+            raise DataError(f"{label}: the {a} and {b} periods overlap")
+    task.truth.name = var
+    task.obs.name = obs if obs != "simulation" else f"{var}_obs"
+    return task

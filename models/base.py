@@ -24,6 +24,9 @@ class ModelParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    #: The registry name; subclasses narrow it to ``Literal["their-name"]``.
+    name: str = ""
+
 
 class Mapper(ABC):
     """A method that reconstructs gridded fields.

@@ -1,0 +1,173 @@
+"""Run one experiment end to end and record it in the run store.
+
+``execute`` is what both the CLI (in its own process) and the dashboard's worker processes
+(:mod:`backend.jobs`) call: load data, build the task, fit, predict the test period, score,
+and write every file of the run folder. A failure is recorded in ``run.json`` and never
+touches another run.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import platform
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from backend import paths
+from backend.config import ExperimentConfig
+from backend.device import choose_device, describe
+from backend.store import Run, RunStore
+from data.canonical import fingerprint, open_dataset
+from data.errors import OceanLabError
+from data.tasks import InterpolationTask, build_interpolation_task
+from models import registry
+
+log = logging.getLogger(__name__)
+
+
+def package_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for name in ("torch", "lightning", "numpy", "xarray", "netCDF4", "xrft", "oceanlab"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def resolve_data_path(config: ExperimentConfig) -> Path:
+    """The file behind ``config.data.path`` (the built-in OSSE, generated if needed, when empty)."""
+    if config.data.path:
+        return Path(config.data.path)
+    return paths.ensure_builtin_dataset()
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_open(path: str, mtime: float) -> xr.Dataset:
+    return open_dataset(path)
+
+
+def load_dataset(path: str | Path) -> xr.Dataset:
+    """Canonical dataset, cached per (path, modification time) within a process."""
+    p = Path(path)
+    mtime = p.stat().st_mtime if p.exists() else 0.0
+    return _cached_open(str(p), mtime)
+
+
+def build_task(config: ExperimentConfig, ds: xr.Dataset | None = None) -> InterpolationTask:
+    """The task a config describes (loads the data unless ``ds`` is given)."""
+    path = resolve_data_path(config)
+    ds = ds if ds is not None else load_dataset(path)
+    t = config.task
+    return build_interpolation_task(
+        ds, config.data.var, config.data.obs,
+        obs_noise=config.data.obs_noise, obs_seed=config.data.obs_seed,
+        test_period=t.test_period, val_period=t.val_period, train_period=t.train_period,
+        gap_days=t.gap_days, min_days=t.min_days, label=str(path),
+    )
+
+
+def prediction_dataset(task: InterpolationTask, rec: xr.DataArray, times: pd.DatetimeIndex) -> xr.Dataset:
+    """The reconstruction with truth, observations and mask on the input grid (prediction.nc)."""
+    name = str(task.truth.name)
+    truth = task.truth.sel(time=times)
+    ds = xr.Dataset(
+        {
+            name: rec.astype(np.float32).assign_attrs(
+                {**truth.attrs, "long_name": f"reconstruction of {name}"}),
+            "truth": truth.assign_attrs(truth.attrs),
+            "obs": task.obs.sel(time=times).astype(np.float32),
+            "mask": task.mask.astype(np.int8).assign_attrs(long_name="ocean mask (1 = ocean)"),
+        }
+    )
+    ds.attrs.update({"oceanlab_reconstruction_var": name, "Conventions": "CF-1.8"})
+    return ds
+
+
+def execute(config: ExperimentConfig, store: RunStore, run: Run | None = None) -> Run:
+    """Run ``config`` and record everything in ``run`` (a new run folder if None).
+
+    Never raises for a failing experiment: the run ends with status ``failed`` and the error
+    text in run.json. Returns the run.
+    """
+    from metrics import score_mapping
+
+    run = run or store.create(config.to_dict())
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    run.update(status="running", started=now(), pid=_pid(), versions=package_versions())
+    try:
+        torch.manual_seed(config.train.seed)
+        np.random.seed(config.train.seed % 2**32)
+        device = choose_device(config.train.device)
+        path = resolve_data_path(config)
+        run.update(device=describe(device), data={"path": str(path), "fingerprint": fingerprint(path)})
+
+        tic = time.perf_counter()
+        task = build_task(config)
+        timings["load_s"] = round(time.perf_counter() - tic, 3)
+
+        model_cls = registry.get(config.model.name)
+        if task.kind not in model_cls.tasks:
+            raise OceanLabError(f"model {config.model.name!r} does not support task {task.kind!r}")
+        model = model_cls(config.model, device=device, seed=config.train.seed)
+
+        rows: list[dict] = []
+
+        def progress(row: dict) -> None:
+            rows.append(row)
+            run.write_history(pd.DataFrame(rows))
+            run.update(progress={k: row[k] for k in ("epoch", "epochs") if k in row})
+
+        tic = time.perf_counter()
+        history = model.fit(task, epochs=config.train.epochs, progress=progress)
+        timings["fit_s"] = round(time.perf_counter() - tic, 3)
+        if history is not None and len(history):
+            run.write_history(history)
+
+        tic = time.perf_counter()
+        test_times = task.times("test")
+        rec = model.predict(task, test_times)
+        timings["predict_s"] = round(time.perf_counter() - tic, 3)
+        pred = prediction_dataset(task, rec, test_times)
+        run.write_prediction(pred)
+        weights = model.state_dict()
+        if weights:
+            run.write_weights(weights)
+
+        tic = time.perf_counter()
+        scores = score_mapping(pred[str(task.truth.name)], pred["truth"], task.mask)
+        timings["score_s"] = round(time.perf_counter() - tic, 3)
+        run.write_metrics(scores)
+        timings["total_s"] = round(time.perf_counter() - t0, 3)
+        run.update(status="done", finished=now(), timings=timings,
+                   periods={k: [str(a.date()), str(b.date())] for k, (a, b) in task.periods.items()})
+    except OceanLabError as exc:
+        timings["total_s"] = round(time.perf_counter() - t0, 3)
+        run.update(status="failed", finished=now(), timings=timings, error=str(exc))
+    except Exception as exc:  # a bug, not bad input: keep the traceback for the report
+        timings["total_s"] = round(time.perf_counter() - t0, 3)
+        run.update(status="failed", finished=now(), timings=timings,
+                   error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+    return run
+
+
+def now() -> str:
+    from backend.store import now_iso
+
+    return now_iso()
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()

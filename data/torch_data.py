@@ -1,0 +1,144 @@
+"""Torch datasets: tensors loaded once (on the device), patches cut there.
+
+The interpolation input for day ``t`` is a window of ``window`` days of observations centred
+on ``t`` (normalised, zero where missing) and the matching observation masks, i.e.
+``2·window`` channels; the target is the normalised truth on day ``t``; the weight is the
+ocean mask. Windows that run past the record's ends see zeros (no observation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from data.tasks import InterpolationTask
+
+
+@dataclass
+class Normalisation:
+    """``z = (x − mean) / std``, statistics from the training split's truth only."""
+
+    mean: float
+    std: float
+
+    @classmethod
+    def from_task(cls, task: InterpolationTask) -> Normalisation:
+        values = task.truth.isel(time=task.index("train")).values
+        values = values[np.isfinite(values)]
+        std = float(values.std()) if values.size else 1.0
+        return cls(mean=float(values.mean()) if values.size else 0.0, std=std if std > 0 else 1.0)
+
+
+class WindowTensors:
+    """The whole task as tensors on ``device``: obs (T, H, W), obs mask, truth, ocean mask."""
+
+    def __init__(self, task: InterpolationTask, norm: Normalisation, window: int, device: torch.device):
+        self.window = window
+        self.half = window // 2
+        obs = task.obs.values.astype(np.float32)
+        seen = np.isfinite(obs)
+        obs_z = np.where(seen, (obs - norm.mean) / norm.std, 0.0).astype(np.float32)
+        truth = task.truth.values.astype(np.float32)
+        ocean = task.mask.values.astype(bool) & np.isfinite(truth).all(axis=0)
+        truth_z = np.where(np.isfinite(truth), (truth - norm.mean) / norm.std, 0.0).astype(np.float32)
+        pad = ((self.half, self.half), (0, 0), (0, 0))
+        self.obs = torch.from_numpy(np.pad(obs_z, pad)).to(device)
+        self.seen = torch.from_numpy(np.pad(seen.astype(np.float32), pad)).to(device)
+        self.truth = torch.from_numpy(truth_z).to(device)
+        self.ocean = torch.from_numpy(ocean.astype(np.float32)).to(device)
+        self.device = device
+        offsets = torch.arange(window, device=device)
+        self._offsets = offsets
+
+    def inputs(self, t: torch.Tensor, i0: torch.Tensor | None = None, j0: torch.Tensor | None = None,
+               size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Inputs ``(B, 2·window, h, w)`` for days ``t`` (B,), cropped at (i0, j0) if given."""
+        days = t[:, None] + self._offsets[None, :]  # positions in the padded time axis
+        obs, seen = self.obs[days], self.seen[days]  # (B, window, H, W)
+        x = torch.cat([obs, seen], dim=1)
+        if size is None:
+            return x
+        return _crop(x, i0, j0, size)
+
+    def targets(self, t: torch.Tensor, i0=None, j0=None, size=None) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.truth[t][:, None]
+        w = self.ocean[None, None].expand(len(t), 1, *self.ocean.shape)
+        if size is None:
+            return y, w
+        return _crop(y, i0, j0, size), _crop(w, i0, j0, size)
+
+
+def _crop(x: torch.Tensor, i0: torch.Tensor, j0: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Per-sample crops ``x[b, :, i0[b]:i0[b]+h, j0[b]:j0[b]+w]`` by gathering indices."""
+    h, w = size
+    b = torch.arange(x.shape[0], device=x.device)[:, None, None]
+    ii = (i0[:, None] + torch.arange(h, device=x.device)[None])[:, :, None]  # (B, h, 1)
+    jj = (j0[:, None] + torch.arange(w, device=x.device)[None])[:, None, :]  # (B, 1, w)
+    out = x.permute(0, 2, 3, 1)[b, ii, jj]  # (B, h, w, C)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+class RandomPatchBatches(Dataset):
+    """``steps`` random batches of patches from the days ``days`` (one item = one batch).
+
+    Each batch is drawn from a generator seeded by (seed, epoch, step) so runs are
+    reproducible; use with ``DataLoader(batch_size=None)``. Random flips augment the data.
+    """
+
+    def __init__(self, tensors: WindowTensors, days: np.ndarray, patch: int, batch_size: int,
+                 steps: int, seed: int = 0, flips: bool = False):
+        self.t = tensors
+        self.days = torch.as_tensor(days, dtype=torch.long, device=tensors.device)
+        H, W = tensors.ocean.shape
+        self.size = (min(patch, H), min(patch, W))
+        self.batch_size = batch_size
+        self.steps = steps
+        self.seed = seed
+        self.flips = flips
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, k: int):
+        if not 0 <= k < self.steps:
+            raise IndexError(k)
+        if k == 0:
+            self.epoch += 1
+        g = torch.Generator().manual_seed(hash((self.seed, self.epoch, k)) % (2**63))
+        H, W = self.t.ocean.shape
+        n = self.batch_size
+        day = self.days[torch.randint(len(self.days), (n,), generator=g).to(self.days.device)]
+        i0 = torch.randint(H - self.size[0] + 1, (n,), generator=g).to(self.days.device)
+        j0 = torch.randint(W - self.size[1] + 1, (n,), generator=g).to(self.days.device)
+        x = self.t.inputs(day, i0, j0, self.size)
+        y, w = self.t.targets(day, i0, j0, self.size)
+        if self.flips:
+            if bool(torch.rand((), generator=g) < 0.5):
+                x, y, w = x.flip(-1), y.flip(-1), w.flip(-1)
+            if bool(torch.rand((), generator=g) < 0.5):
+                x, y, w = x.flip(-2), y.flip(-2), w.flip(-2)
+        return x, y, w
+
+
+class FullFieldBatches(Dataset):
+    """Whole-domain batches of the days ``days`` in order (validation and prediction)."""
+
+    def __init__(self, tensors: WindowTensors, days: np.ndarray, batch_size: int):
+        self.t = tensors
+        self.days = torch.as_tensor(days, dtype=torch.long, device=tensors.device)
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return max(1, -(-len(self.days) // self.batch_size))
+
+    def __getitem__(self, k: int):
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        day = self.days[k * self.batch_size:(k + 1) * self.batch_size]
+        x = self.t.inputs(day)
+        y, w = self.t.targets(day)
+        return x, y, w
