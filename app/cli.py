@@ -20,6 +20,9 @@ def _cmd_generate(args) -> int:
     from data.osse import generate_osse
 
     out = Path(args.out) if args.out else paths.builtin_dataset_path(args.seed)
+    if args.if_missing and out.exists():
+        print(out)
+        return 0
     out.parent.mkdir(parents=True, exist_ok=True)
     path = generate_osse(out, seed=args.seed, device=args.device)
     print(path)
@@ -135,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", help="output path (default: $OCEANLAB_HOME/datasets/osse_gulfstream_seed<N>.nc)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    g.add_argument("--if-missing", action="store_true", help="do nothing when the file exists")
     g.set_defaults(func=_cmd_generate)
 
     i = sub.add_parser("inspect", help="describe a NetCDF file: variables, grid, time, ocean fraction")

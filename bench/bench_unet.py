@@ -1,0 +1,125 @@
+"""UNet training throughput: our Lightning path against a plain PyTorch loop.
+
+Both train the same UNet (same initial weights) on the same pre-cut batches with the same
+optimiser, schedule, loss and per-epoch validation; the ratio printed is
+``lightning_patches_per_s / plain_patches_per_s`` (aim: at least 0.95). Runs alternate to
+even out machine noise; the best of the repeats is kept for each.
+
+Usage: ``python bench/bench_unet.py [--device cpu|cuda] [--steps N] [--repeats R]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from models.lightning_module import fit_network, masked_mse  # noqa: E402
+from models.unet import UNet, UNetParams  # noqa: E402
+
+
+class _Batches(Dataset):
+    """Pre-cut batches served as they are (the same objects the plain loop iterates)."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, k):
+        return self.batches[k]
+
+
+def make_batches(n: int, p: UNetParams, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        x = torch.randn(p.batch_size, 2 * p.window, p.patch_size, p.patch_size, generator=g)
+        y = torch.randn(p.batch_size, 1, p.patch_size, p.patch_size, generator=g)
+        w = (torch.rand(p.batch_size, 1, p.patch_size, p.patch_size, generator=g) > 0.1).float()
+        out.append((x.to(device), y.to(device), w.to(device)))
+    return out
+
+
+def plain_loop(net, train, val, epochs, lr, wd, device):
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=wd)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(2, epochs * len(train)),
+                                                pct_start=0.15)
+    best, best_state = float("inf"), None
+    for _ in range(epochs):
+        net.train()
+        for x, y, w in train:
+            opt.zero_grad(set_to_none=True)
+            loss = masked_mse(net(x), y, w)
+            loss.backward()
+            opt.step()
+            sched.step()
+        net.eval()
+        with torch.no_grad():
+            v = sum(float(masked_mse(net(x), y, w)) for x, y, w in val) / len(val)
+        if v < best:
+            best, best_state = v, copy.deepcopy(net.state_dict())
+    net.load_state_dict(best_state)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--steps", type=int, default=12, help="training steps per epoch")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    p = UNetParams()
+    train = make_batches(args.steps, p, device)
+    val = make_batches(2, p, device, seed=1)
+    torch.manual_seed(0)
+    net0 = UNet(2 * p.window, 1, p.base_channels, p.depth).to(device)
+    patches = args.steps * args.epochs * p.batch_size
+
+    def run_plain():
+        net = copy.deepcopy(net0)
+        sync(device)
+        t = time.perf_counter()
+        plain_loop(net, train, val, args.epochs, p.lr, p.weight_decay, device)
+        sync(device)
+        return time.perf_counter() - t
+
+    def run_lightning():
+        net = copy.deepcopy(net0)
+        sync(device)
+        t = time.perf_counter()
+        fit_network(net, DataLoader(_Batches(train), batch_size=None),
+                    DataLoader(_Batches(val), batch_size=None), epochs=args.epochs, lr=p.lr, weight_decay=p.weight_decay, device=device)
+        sync(device)
+        return time.perf_counter() - t
+
+    run_plain(), run_lightning()  # warm-up (allocator, kernels, Lightning imports)
+    plain, light = [], []
+    for _ in range(args.repeats):
+        plain.append(run_plain())
+        light.append(run_lightning())
+    tp_plain = patches / min(plain)
+    tp_light = patches / min(light)
+    print(f"device={device}")
+    print(f"patch={p.patch_size} batch={p.batch_size} window={p.window} base={p.base_channels} depth={p.depth}")
+    print(f"plain_patches_per_s={tp_plain:.1f}")
+    print(f"lightning_patches_per_s={tp_light:.1f}")
+    print(f"throughput_ratio_lightning_over_plain={tp_light / tp_plain:.3f}")
+
+
+if __name__ == "__main__":
+    main()
