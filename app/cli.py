@@ -86,14 +86,17 @@ def _cmd_train(args) -> int:
                           "error": info.get("error")}, default=str))
     else:
         print(f"run {run.id}: {info['status']}  ({run.path})")
-        if info.get("error"):
-            print(f"error: {info['error']}", file=sys.stderr)
         for k, v in metrics.items():
             if not isinstance(v, dict):
                 print(f"  {k:>16}: {v if v is None else f'{v:.4g}'}")
         for k, why in (metrics.get("notes") or {}).items():
             print(f"  {k:>16}: null ({why})")
-    return 0 if info["status"] == "done" else 1
+    if info.get("error"):
+        hint = f" (traceback in {run.path / 'run.json'})" if info.get("error_kind") == "internal" else ""
+        print(f"error: {info['error']}{hint}", file=sys.stderr)
+    if info["status"] == "done":
+        return 0
+    return 2 if info.get("error_kind") == "input" else 1
 
 
 def _cmd_runs(args) -> int:

@@ -131,8 +131,9 @@ def execute(config: ExperimentConfig, store: RunStore, run: Run | None = None) -
         tic = time.perf_counter()
         history = model.fit(task, epochs=config.train.epochs, progress=progress)
         timings["fit_s"] = round(time.perf_counter() - tic, 3)
-        if history is not None and len(history):
-            run.write_history(history)
+        if history is None or not len(history):
+            history = pd.DataFrame(columns=["epoch", "train_loss", "val_loss"])
+        run.write_history(history)
 
         tic = time.perf_counter()
         test_times = task.times("test")
@@ -153,11 +154,12 @@ def execute(config: ExperimentConfig, store: RunStore, run: Run | None = None) -
                    periods={k: [str(a.date()), str(b.date())] for k, (a, b) in task.periods.items()})
     except OceanLabError as exc:
         timings["total_s"] = round(time.perf_counter() - t0, 3)
-        run.update(status="failed", finished=now(), timings=timings, error=str(exc))
+        run.update(status="failed", finished=now(), timings=timings, error=str(exc), error_kind="input")
     except Exception as exc:  # a bug, not bad input: keep the traceback for the report
         timings["total_s"] = round(time.perf_counter() - t0, 3)
         run.update(status="failed", finished=now(), timings=timings,
-                   error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+                   error=f"{type(exc).__name__}: {exc}", error_kind="internal",
+                   traceback=traceback.format_exc())
     return run
 
 

@@ -260,8 +260,8 @@ def summarize(ds: xr.Dataset) -> dict:
             "n_lat": int(lat.size), "n_lon": int(lon.size),
             "lat_range": [float(lat.min()), float(lat.max())],
             "lon_range": [float(lon.min()), float(lon.max())],
-            "dlat_deg": float(np.median(np.diff(lat))) if lat.size > 1 else None,
-            "dlon_deg": float(np.median(np.diff(lon))) if lon.size > 1 else None,
+            "dlat_deg": round(float(np.median(np.diff(lat))), 6) if lat.size > 1 else None,
+            "dlon_deg": round(float(np.median(np.diff(lon))), 6) if lon.size > 1 else None,
         },
         "time": {
             "n_time": int(len(times)),
