@@ -1,0 +1,133 @@
+"""The command line end to end: config, inspect, train (OI and a tiny UNet), runs, errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+from safetensors.torch import load_file
+
+from app.cli import main
+
+SCORE_KEYS = {"rmse", "mu", "sigma", "lambda_x_deg", "lambda_x_km", "lambda_t_days"}
+TINY_UNET = ["--set", "model.window=3", "--set", "model.base_channels=4", "--set", "model.depth=2",
+             "--set", "model.patch_size=12", "--set", "model.steps_per_epoch=3", "--set", "model.batch_size=4"]
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_config_prints_defaults_as_yaml(capsys):
+    code, out, _ = run_cli(capsys, "config", "--task", "interpolation", "--model", "oi")
+    assert code == 0
+    cfg = yaml.safe_load(out)
+    assert cfg["model"] == {"name": "oi", "lx_deg": 1.0, "ly_deg": 1.0, "lt_days": 7.0, "noise": 0.05,
+                            "remove_mean": True, "precision": "float64"}
+    assert cfg["task"]["name"] == "interpolation" and cfg["train"]["device"] == "auto"
+    code, out, _ = run_cli(capsys, "config", "--model", "oi", "--set", "model.lt_days=5")
+    assert yaml.safe_load(out)["model"]["lt_days"] == 5
+
+
+def test_inspect_json(capsys, mock_nc):
+    code, out, _ = run_cli(capsys, "inspect", str(mock_nc), "--json")
+    info = json.loads(out)
+    assert code == 0
+    assert info["grid"]["n_lat"] == 20 and info["time"]["n_time"] == 60
+    assert set(info["variables"]) == {"ssh", "ssh_obs"}
+
+
+def test_train_oi_writes_a_complete_run(capsys, mock_nc, tmp_path):
+    runs = tmp_path / "runs"
+    code, out, err = run_cli(capsys, "train", "--data", str(mock_nc), "--var", "ssh", "--obs", "ssh_obs",
+                             "--task", "interpolation", "--model", "oi", "--set", "model.lx_deg=0.75",
+                             "--runs-dir", str(runs), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["status"] == "done"
+    assert SCORE_KEYS <= set(result["metrics"])
+    run_dir = runs / result["run_id"]
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["id"] == result["run_id"] and info["status"] == "done"
+    assert info["config"]["model"]["lx_deg"] == 0.75
+    assert info["data"]["fingerprint"].startswith("sha256:")
+    assert info["device"].startswith("cpu") and "torch" in info["versions"]
+    assert info["timings"]["total_s"] > 0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics == result["metrics"]
+    pred = xr.open_dataset(run_dir / "prediction.nc")
+    assert {"ssh", "truth", "obs", "mask"} <= set(pred.data_vars)
+    # the scores in metrics.json are those of the saved prediction
+    err2 = ((pred["ssh"] - pred["truth"]) ** 2).where(pred["mask"] == 1)
+    assert metrics["rmse"] == pytest.approx(float(np.sqrt(err2.mean())), rel=1e-5)
+    assert 0 < metrics["mu"] < 1
+    assert (run_dir / "history.csv").exists()
+
+
+def test_train_tiny_unet_saves_weights_and_history(capsys, mock_nc, tmp_path):
+    runs = tmp_path / "runs"
+    code, out, err = run_cli(capsys, "train", "--data", str(mock_nc), "--obs", "ssh_obs", "--model", "unet",
+                             "--epochs", "2", "--seed", "3", "--device", "cpu", "--runs-dir", str(runs),
+                             "--json", *TINY_UNET)
+    assert code == 0, err
+    result = json.loads(out)
+    run_dir = runs / result["run_id"]
+    weights = load_file(run_dir / "model.safetensors")
+    assert "head.weight" in weights and "norm.std" in weights
+    history = (run_dir / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch") and len(history) == 3
+    assert json.loads((run_dir / "run.json").read_text())["config"]["train"]["seed"] == 3
+
+
+def test_runs_lists_saved_runs(capsys, mock_nc, tmp_path):
+    runs = tmp_path / "runs"
+    run_cli(capsys, "train", "--data", str(mock_nc), "--obs", "ssh_obs", "--model", "oi",
+            "--runs-dir", str(runs), "--json")
+    code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(runs), "--json")
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == 1 and rows[0]["status"] == "done" and rows[0]["model"] == "oi"
+    code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(runs))
+    assert "oi" in out and "done" in out
+
+
+def _tree_digest(path):
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["inspect", "{tmp}/nothing.nc"], "nothing.nc: no such file"),
+    (["inspect", "{tmp}"], "is a directory"),
+    (["train", "--data", "{tmp}/nothing.nc", "--model", "oi"], "no such file"),
+    (["train", "--data", "{nc}", "--model", "oi", "--set", "model.bogus=1"], "not a parameter of model 'oi'"),
+    (["train", "--data", "{nc}", "--model", "oi", "--set", "model.lx_deg=-2"], "model.lx_deg"),
+    (["train", "--data", "{nc}", "--model", "gpt", "--obs", "ssh_obs"], "unknown model 'gpt'"),
+    (["train", "--data", "{nc}", "--model", "oi", "--var", "sst"], "unknown variable 'sst'"),
+    (["train", "--data", "{nc}", "--model", "oi", "--obs", "ssh_obs", "--set", "task.min_days=100"],
+     "only 60 time steps"),
+    (["train", "--data", "{nc}", "--task", "forecast", "--model", "oi"], "unknown task 'forecast'"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, mock_nc, tmp_path, argv, message):
+    runs = tmp_path / "runs"
+    # an earlier good run must survive a failing one untouched
+    run_cli(capsys, "train", "--data", str(mock_nc), "--obs", "ssh_obs", "--model", "oi", "--runs-dir", str(runs))
+    good = next(runs.iterdir())
+    before = _tree_digest(good)
+    argv = [a.format(tmp=tmp_path, nc=mock_nc) for a in argv]
+    if argv[0] == "train":
+        argv += ["--runs-dir", str(runs)]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    assert "Traceback" not in err
+    assert _tree_digest(good) == before
+    assert json.loads((good / "run.json").read_text())["status"] == "done"
