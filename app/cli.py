@@ -127,9 +127,10 @@ def _cmd_worker(args) -> int:
 def _cmd_dashboard(args) -> int:
     import subprocess
 
-    home = Path(__file__).resolve().parent / "Home.py"
-    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(home),
-                            "--server.port", str(args.port), "--server.headless", "true"])
+    repo = Path(__file__).resolve().parent.parent
+    # From the repository root so that .streamlit/config.toml (offline settings) is read.
+    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(repo / "app" / "Home.py"),
+                            "--server.port", str(args.port), "--server.headless", "true"], cwd=repo)
 
 
 def build_parser() -> argparse.ArgumentParser:

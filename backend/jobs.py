@@ -63,12 +63,35 @@ def cancel(run: Run) -> bool:
 
 
 def is_alive(run: Run) -> bool:
-    """Whether the worker process of a queued/running run still exists."""
+    """Whether the worker process of a queued/running run still exists.
+
+    A worker that exited stays a zombie (still "alive" to ``os.kill(pid, 0)``) until its
+    parent reaps it, so a worker started by this process is reaped first.
+    """
     pid = run.info().get("pid")
     if not pid:
+        return False
+    try:
+        done, _ = os.waitpid(int(pid), os.WNOHANG)
+        if done:
+            return False
+    except ChildProcessError:  # not our child (another server, or the CLI): just probe it
+        pass
+    except OSError:
         return False
     try:
         os.kill(int(pid), 0)
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+def mark_if_lost(run: Run) -> bool:
+    """Mark a queued/running run whose worker has died as ``failed``; True if it did."""
+    info = run.info()
+    if info.get("status") in ("queued", "running") and info.get("pid") and not is_alive(run):
+        run.update(status="failed", finished=now_iso(), error_kind="internal",
+                   error="the worker process ended without finishing the run (killed or crashed; "
+                         "see worker.log in the run folder)")
+        return True
+    return False

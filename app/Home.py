@@ -1,0 +1,60 @@
+"""OceanLab dashboard: ``streamlit run app/Home.py`` (or ``python -m app dashboard``).
+
+The pages in ``app/pages/`` are Streamlit's classic multipage layout, so each one also runs
+on its own (``AppTest.from_file("app/pages/1_Data.py")``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_ROOT = str(Path(__file__).resolve().parents[1])  # the repository, for `streamlit run`
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import streamlit as st  # noqa: E402
+
+from app import ui  # noqa: E402
+from backend import paths  # noqa: E402
+
+
+def main() -> None:
+    ui.page_setup("OceanLab")
+    st.markdown(
+        "Deep-learning experiments on gridded ocean fields: map sea surface height from "
+        "satellite tracks with a learned network or a classical optimal interpolation, "
+        "and judge the result with the scores of the SSH mapping data challenge "
+        "(µ and σ of the RMSE, resolved scales λx and λt from the PSD score).")
+
+    table = ui.store().table()
+    statuses = table["status"].value_counts() if not table.empty else {}
+    cols = st.columns(4)
+    cols[0].metric("Runs", len(table))
+    cols[1].metric("Done", int(statuses.get("done", 0)))
+    cols[2].metric("Active", int(sum(statuses.get(s, 0) for s in ui.ACTIVE_STATUSES)))
+    cols[3].metric("Failed", int(statuses.get("failed", 0)))
+
+    builtin, exists = ui.builtin_status()
+    st.markdown(f"**Workspace** `{paths.home()}` (set `OCEANLAB_HOME` to move it): "
+                f"`datasets/`, `runs/`, `cache/`.")
+    st.markdown(f"**Built-in dataset** `{builtin}` — "
+                + ("ready." if exists else "not generated yet (Data page, or the first run)."))
+
+    st.subheader("Start here")
+    ui.page_link("pages/1_Data.py", "Data: choose a dataset, look at its maps", icon="📂")
+    ui.page_link("pages/2_Experiment.py", "Experiment: set up and launch a run", icon="🧪")
+    ui.page_link("pages/3_Results.py", "Results: maps, residuals and scores of a run", icon="🗺️")
+    ui.page_link("pages/4_Runs.py", "Runs: every run, sortable; delete old ones", icon="📋")
+
+    st.subheader("The same from the command line")
+    st.code(
+        "python -m app generate                      # the built-in OSSE\n"
+        "python -m app inspect FILE.nc               # what the Data page summarises\n"
+        "python -m app train --model oi              # one run, recorded in the run store\n"
+        "python -m app runs                          # the Runs table\n"
+        "streamlit run app/Home.py                   # this dashboard",
+        language="bash")
+
+
+main()

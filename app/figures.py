@@ -1,0 +1,449 @@
+"""Figures shared by the dashboard pages and reports: pure matplotlib, no streamlit.
+
+Every function returns a :class:`matplotlib.figure.Figure` built with the object-oriented
+API (``Figure()``, never ``pyplot.figure``), so figures are not registered with pyplot's
+global state, cannot leak between Streamlit reruns and render with the Agg canvas.
+
+Maps use cartopy's PlateCarree projection. Coastlines come from Natural Earth *only when the
+shapefile is already on disk* (:func:`natural_earth_coastline`); otherwise, and always in
+addition, the data's own land mask is drawn (grey land, dark outline) with gridlines, so a map
+is clean and useful offline. :func:`configure_cartopy_offline` (run on import) replaces
+cartopy's downloaders by ones that refuse to download: nothing here ever touches the network.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import sys
+
+import matplotlib
+
+if "matplotlib.pyplot" not in sys.modules:
+    matplotlib.use("Agg")  # no GUI backend in a server (figures here never need pyplot)
+
+import cartopy  # noqa: E402
+import cartopy.crs as ccrs  # noqa: E402
+
+with warnings.catch_warnings():  # cmocean 4.0 trips a matplotlib 3.11 deprecation on import
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import cmocean
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import xarray as xr  # noqa: E402
+from cartopy.io import Downloader  # noqa: E402
+from matplotlib.colors import Colormap, ListedColormap  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+
+#: Natural Earth coastline resolutions tried, finest first.
+COASTLINE_RESOLUTIONS: tuple[str, ...] = ("50m", "110m")
+LAND_COLOUR = "0.82"
+COAST_COLOUR = "0.25"
+
+
+# --------------------------------------------------------------------------- offline cartopy
+
+
+class OfflineDownloadError(RuntimeError):
+    """Raised instead of downloading when cartopy asks for a file that is not on disk."""
+
+
+class _OfflineDownloader(Downloader):
+    """A cartopy downloader that finds files already on disk and never downloads."""
+
+    def acquire_resource(self, target_path, format_dict):  # noqa: D102 (cartopy API)
+        raise OfflineDownloadError(
+            f"{target_path}: not on disk, and OceanLab never downloads map data")
+
+
+def configure_cartopy_offline() -> None:
+    """Make every cartopy shapefile lookup offline (files on disk are still used).
+
+    Replaces the Natural Earth and GSHHS downloaders in ``cartopy.config['downloaders']`` by
+    :class:`_OfflineDownloader` with the same path templates. Idempotent.
+    """
+    downloaders = cartopy.config.setdefault("downloaders", {})
+    for key in (("shapefiles", "natural_earth"), ("shapefiles", "gshhs")):
+        current = downloaders.get(key)
+        if isinstance(current, _OfflineDownloader):
+            continue
+        target = getattr(current, "target_path_template", None) or (
+            "{config[data_dir]}/" + "/".join(key) + "/{category}/ne_{resolution}_{name}.shp")
+        pre = getattr(current, "pre_downloaded_path_template", "") or ""
+        downloaders[key] = _OfflineDownloader("offline://", target, pre)
+
+
+configure_cartopy_offline()
+
+
+def natural_earth_coastline(
+    resolutions: Sequence[str] = COASTLINE_RESOLUTIONS,
+) -> tuple[str, Path] | None:
+    """The first Natural Earth coastline shapefile already on disk, or None.
+
+    Looks in ``cartopy.config['pre_existing_data_dir']`` and ``cartopy.config['data_dir']``
+    for ``shapefiles/natural_earth/physical/ne_<res>_coastline.shp``.
+
+    Returns
+    -------
+    ``(resolution, path)`` of the file found, or None when no coastline is available.
+    """
+    for res in resolutions:
+        for key in ("pre_existing_data_dir", "data_dir"):
+            base = cartopy.config.get(key)
+            if not base:
+                continue
+            path = (Path(base) / "shapefiles" / "natural_earth" / "physical"
+                    / f"ne_{res}_coastline.shp")
+            if path.is_file():
+                return res, path
+    return None
+
+
+# --------------------------------------------------------------------------- colour scales
+
+
+def shared_limits(*arrays: object, symmetric: bool = True) -> tuple[float, float]:
+    """Colour limits covering every finite value of ``arrays``.
+
+    Parameters
+    ----------
+    *arrays : arrays or DataArrays (any shape; NaN ignored; None skipped).
+    symmetric : if True, ``(-m, m)`` with ``m`` the largest absolute value (for anomalies,
+        centred on zero); else ``(min, max)``.
+
+    Returns
+    -------
+    (vmin, vmax) with ``vmin < vmax``; ``(-1, 1)`` when there is no finite value, and a
+    small interval around a constant value.
+    """
+    lo, hi, found = np.inf, -np.inf, False
+    for a in arrays:
+        if a is None:
+            continue
+        values = np.asarray(getattr(a, "values", a), dtype="float64")
+        values = values[np.isfinite(values)]
+        if values.size:
+            found = True
+            lo, hi = min(lo, float(values.min())), max(hi, float(values.max()))
+    if not found:
+        return -1.0, 1.0
+    if symmetric:
+        m = max(abs(lo), abs(hi))
+        return (-m, m) if m > 0 else (-1.0, 1.0)
+    if hi > lo:
+        return lo, hi
+    pad = abs(lo) * 0.05 or 1.0
+    return lo - pad, hi + pad
+
+
+def diverging(da: xr.DataArray | np.ndarray) -> bool:
+    """Whether a field holds both negative and positive values (an anomaly-like field)."""
+    values = np.asarray(getattr(da, "values", da), dtype="float64")
+    values = values[np.isfinite(values)]
+    return bool(values.size) and values.min() < 0 < values.max()
+
+
+def field_style(
+    name: str, attrs: dict | None, *arrays: object
+) -> tuple[Colormap, float, float]:
+    """Colormap and limits for a field: cmocean ``balance`` on symmetric limits for
+    anomalies (values of both signs), a sequential cmocean map on (min, max) otherwise.
+
+    Parameters
+    ----------
+    name : variable name; with ``attrs`` (``standard_name``, ``long_name``) it picks the
+        sequential map (thermal for temperature, haline for salinity, deep otherwise).
+    *arrays : the values the scale must cover.
+    """
+    if any(diverging(a) for a in arrays if a is not None):
+        return cmocean.cm.balance, *shared_limits(*arrays, symmetric=True)
+    words = " ".join([name, *(str(v) for v in (attrs or {}).values())]).lower()
+    if "temp" in words or "sst" in words:
+        cmap = cmocean.cm.thermal
+    elif "sal" in words:
+        cmap = cmocean.cm.haline
+    else:
+        cmap = cmocean.cm.deep
+    return cmap, *shared_limits(*arrays, symmetric=False)
+
+
+# --------------------------------------------------------------------------- maps
+
+
+@dataclass
+class MapPanel:
+    """One map of a figure.
+
+    Attributes
+    ----------
+    data : field ``(lat, lon)`` drawn as cells, or None for observations only.
+    title : panel title.
+    cmap, vmin, vmax : colour scale of the field and of the observation points.
+    obs : observations ``(lat, lon)``, NaN where nothing was observed; drawn as points.
+    land_mask : ``(lat, lon)`` bool, True = ocean; default: where ``data`` is finite.
+    units : label of the colour bar.
+    """
+
+    data: xr.DataArray | None
+    title: str = ""
+    cmap: Colormap | str | None = None
+    vmin: float | None = None
+    vmax: float | None = None
+    obs: xr.DataArray | None = None
+    land_mask: xr.DataArray | np.ndarray | None = None
+    units: str = ""
+
+
+def _lat_lon(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
+    if "lat" not in da.coords or "lon" not in da.coords:
+        raise ValueError(f"map fields need 'lat' and 'lon' coordinates; got {tuple(da.coords)}")
+    return np.asarray(da["lat"].values, "float64"), np.asarray(da["lon"].values, "float64")
+
+
+def _edges(x: np.ndarray) -> tuple[float, float]:
+    half = 0.5 * float(np.median(np.diff(x))) if x.size > 1 else 0.5
+    return float(x.min()) - half, float(x.max()) + half
+
+
+def _projection(lon: np.ndarray) -> ccrs.PlateCarree:
+    # A domain given in 0..360 that crosses the antimeridian is drawn centred on 180°.
+    return ccrs.PlateCarree(central_longitude=180.0 if lon.max() > 180.0 else 0.0)
+
+
+def draw_land(ax, lat: np.ndarray, lon: np.ndarray, ocean: np.ndarray) -> None:
+    """Grey land and a dark outline from an ocean mask ``(lat, lon)`` (True = ocean)."""
+    land = ~np.asarray(ocean, dtype=bool)
+    if not land.any():
+        return
+    data = ccrs.PlateCarree()
+    ax.pcolormesh(lon, lat, np.where(land, 1.0, np.nan), cmap=ListedColormap([LAND_COLOUR]),
+                  shading="nearest", transform=data, zorder=2)
+    if land.all() or lat.size < 2 or lon.size < 2:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ax.contour(lon, lat, land.astype(float), levels=[0.5], colors=COAST_COLOUR,
+                   linewidths=0.8, transform=data, zorder=3)
+
+
+def _marker_size(ax, n_lat: int, n_lon: int) -> float:
+    """Scatter size (points²) of about one grid cell on ``ax``, kept between 3 and 40."""
+    width, height = ax.figure.get_size_inches()
+    box = ax.get_position()
+    cell = min(box.width * width * 72 / max(n_lon, 1), box.height * height * 72 / max(n_lat, 1))
+    return float(np.clip((1.1 * cell) ** 2, 3.0, 40.0))
+
+
+def draw_map(ax, panel: MapPanel, *, coastline: tuple[str, Path] | None = None):
+    """Draw ``panel`` on the GeoAxes ``ax``; returns the mappable for a colour bar (or None).
+
+    Land comes from ``panel.land_mask`` (or the field's NaN); a Natural Earth coastline
+    is added only when ``coastline`` (from :func:`natural_earth_coastline`) is given.
+    """
+    ref = panel.data if panel.data is not None else panel.obs
+    if ref is None:
+        raise ValueError("a map panel needs data or obs")
+    ref = ref.squeeze(drop=True)
+    lat, lon = _lat_lon(ref)
+    data_crs = ccrs.PlateCarree()
+    cmap = panel.cmap or cmocean.cm.balance
+    vmin, vmax = panel.vmin, panel.vmax
+    if vmin is None or vmax is None:
+        lo, hi = shared_limits(panel.data, panel.obs)
+        vmin = lo if vmin is None else vmin
+        vmax = hi if vmax is None else vmax
+    mappable = None
+    if panel.data is not None:
+        values = np.asarray(panel.data.squeeze(drop=True).transpose("lat", "lon").values)
+        mappable = ax.pcolormesh(lon, lat, values, cmap=cmap, vmin=vmin, vmax=vmax,
+                                 shading="nearest", transform=data_crs, zorder=1)
+    if panel.land_mask is not None:
+        ocean = np.asarray(getattr(panel.land_mask, "values", panel.land_mask), dtype=bool)
+    elif panel.data is not None:
+        ocean = np.isfinite(values)
+    else:
+        ocean = np.ones((lat.size, lon.size), dtype=bool)
+    draw_land(ax, lat, lon, ocean)
+    if panel.obs is not None:
+        obs = np.asarray(panel.obs.squeeze(drop=True).transpose("lat", "lon").values)
+        iy, ix = np.nonzero(np.isfinite(obs))
+        if iy.size:
+            points = ax.scatter(lon[ix], lat[iy], c=obs[iy, ix], cmap=cmap, vmin=vmin,
+                                vmax=vmax, s=_marker_size(ax, lat.size, lon.size),
+                                edgecolors="0.15", linewidths=0.15, transform=data_crs,
+                                zorder=4)
+            mappable = mappable if mappable is not None else points
+    if coastline is not None:
+        ax.coastlines(resolution=coastline[0], color=COAST_COLOUR, linewidth=0.7, zorder=5)
+    x0, x1 = _edges(lon)
+    y0, y1 = _edges(lat)
+    ax.set_extent([x0, x1, y0, y1], crs=data_crs)
+    gl = ax.gridlines(draw_labels=True, linewidth=0.3, color="0.4", alpha=0.6, linestyle="--")
+    gl.top_labels = gl.right_labels = False
+    gl.xlabel_style = gl.ylabel_style = {"size": 7}
+    ax.set_title(panel.title, fontsize=9)
+    return mappable
+
+
+def maps_figure(
+    panels: Sequence[MapPanel],
+    *,
+    ncols: int = 2,
+    panel_size: tuple[float, float] = (4.2, 3.6),
+    suptitle: str | None = None,
+) -> Figure:
+    """A grid of maps, each with its own colour bar (panels may share vmin/vmax).
+
+    The figure holds one GeoAxes per panel plus one colour-bar axes per panel that has
+    something coloured.
+    """
+    if not panels:
+        raise ValueError("maps_figure needs at least one panel")
+    ncols = max(1, min(ncols, len(panels)))
+    nrows = -(-len(panels) // ncols)
+    fig = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows), layout="constrained")
+    coastline = natural_earth_coastline()
+    for i, panel in enumerate(panels):
+        ref = panel.data if panel.data is not None else panel.obs
+        lon = _lat_lon(ref)[1] if ref is not None else np.zeros(1)
+        ax = fig.add_subplot(nrows, ncols, i + 1, projection=_projection(lon))
+        mappable = draw_map(ax, panel, coastline=coastline)
+        if mappable is not None:
+            fig.colorbar(mappable, ax=ax, shrink=0.85, pad=0.02, label=panel.units or None)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=11)
+    return fig
+
+
+def map_figure(
+    da2d: xr.DataArray,
+    *,
+    title: str = "",
+    cmap: Colormap | str | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    obs: xr.DataArray | None = None,
+    land_mask: xr.DataArray | np.ndarray | None = None,
+    units: str | None = None,
+) -> Figure:
+    """One map of a field ``(lat, lon)`` with optional observation points; two axes (map,
+    colour bar).
+
+    Parameters
+    ----------
+    da2d : field with ``lat`` and ``lon`` coordinates (a singleton time is squeezed).
+    title : axes title.
+    cmap, vmin, vmax : colour scale (default: cmocean balance on :func:`shared_limits` of the
+        field and the observations).
+    obs : observations on the same grid, NaN where none; drawn as points on the same scale.
+    land_mask : ocean mask ``(lat, lon)`` (True = ocean); default: where the field is finite.
+    units : colour-bar label (default: ``da2d.attrs['units']``).
+    """
+    panel = MapPanel(da2d, title=title, cmap=cmap, vmin=vmin, vmax=vmax, obs=obs,
+                     land_mask=land_mask,
+                     units=units if units is not None else str(da2d.attrs.get("units", "")))
+    return maps_figure([panel], ncols=1, panel_size=(6.4, 5.0))
+
+
+# --------------------------------------------------------------------------- curves
+
+
+def timeseries_figure(
+    series: dict[str, pd.Series],
+    *,
+    ylabel: str = "",
+    title: str = "",
+    mark: object | None = None,
+    size: tuple[float, float] = (7.0, 2.8),
+) -> Figure:
+    """Lines over a shared x axis (e.g. RMSE over time), one per named series.
+
+    ``mark`` (an x value, e.g. the day shown on the maps) is drawn as a dashed vertical line.
+    """
+    fig = Figure(figsize=size, layout="constrained")
+    ax = fig.add_subplot()
+    for label, s in series.items():
+        ax.plot(s.index, s.values, marker="o", markersize=2.5, linewidth=1.2, label=label)
+    if mark is not None:
+        ax.axvline(mark, color="0.3", linestyle="--", linewidth=0.8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    fig.autofmt_xdate()
+    return fig
+
+
+def history_figure(history: pd.DataFrame, *, size: tuple[float, float] = (7.0, 2.8)) -> Figure:
+    """Loss curves of a training history (columns ``epoch`` and ``*loss*``), log y axis."""
+    fig = Figure(figsize=size, layout="constrained")
+    ax = fig.add_subplot()
+    x = history["epoch"] if "epoch" in history else np.arange(1, len(history) + 1)
+    positive = True
+    for col in [c for c in history.columns if "loss" in str(c)]:
+        y = pd.to_numeric(history[col], errors="coerce")
+        positive &= bool((y.dropna() > 0).all())
+        ax.plot(x, y, marker="o", markersize=2.5, linewidth=1.2, label=str(col))
+    if positive and len(history):
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def psd_score_figure(
+    score: xr.DataArray,
+    contour: Sequence[np.ndarray] = (),
+    *,
+    lambda_x: float | None = None,
+    lambda_t: float | None = None,
+    level: float = 0.5,
+    size: tuple[float, float] = (6.0, 4.2),
+) -> Figure:
+    """The PSD score over (wavelength, period) with its ``level`` contour.
+
+    Parameters
+    ----------
+    score : ``(freq_time, freq_lon)`` from :func:`metrics.psd_score` (cycles per day, cycles
+        per degree, positive frequencies).
+    contour : lines from :func:`metrics.psd_score_contour` (columns wavelength in degrees,
+        period in days); drawn as they are, so the figure shows the contour the scores used.
+    lambda_x, lambda_t : resolved scales to mark (degrees, days).
+    """
+    score = score.transpose("freq_time", "freq_lon")
+    x = 1.0 / np.asarray(score["freq_lon"].values, dtype="float64")
+    y = 1.0 / np.asarray(score["freq_time"].values, dtype="float64")
+    fig = Figure(figsize=size, layout="constrained")
+    ax = fig.add_subplot()
+    values = np.ma.masked_invalid(np.asarray(score.values, dtype="float64"))
+    mesh = ax.pcolormesh(x, y, np.clip(values, 0.0, 1.0), cmap="RdYlGn", vmin=0.0, vmax=1.0,
+                         shading="nearest")
+    for i, line in enumerate(contour):
+        ax.plot(line[:, 0], line[:, 1], color="k", linewidth=1.5,
+                label=f"PSD score = {level:g}" if i == 0 else None)
+    if lambda_x is not None:
+        ax.axvline(lambda_x, color="k", linestyle=":", linewidth=1.0,
+                   label=f"λx = {lambda_x:.2f}°")
+    if lambda_t is not None:
+        ax.axhline(lambda_t, color="k", linestyle="--", linewidth=1.0,
+                   label=f"λt = {lambda_t:.1f} days")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        axis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("wavelength (degrees of longitude)")
+    ax.set_ylabel("period (days)")
+    fig.colorbar(mesh, ax=ax, label="PSD score")
+    if contour or lambda_x is not None or lambda_t is not None:
+        ax.legend(fontsize=8, loc="lower right")
+    return fig

@@ -1,0 +1,119 @@
+"""Data: choose the built-in OSSE or a NetCDF file, look at its maps and its summary."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_ROOT = str(Path(__file__).resolve().parents[2])  # the repository, for `streamlit run`
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from app import figures, ui  # noqa: E402
+from backend import paths  # noqa: E402
+from data.canonical import summarize  # noqa: E402
+
+NO_OVERLAY = "(none)"
+
+
+def generate_builtin() -> None:
+    """Offer to generate the missing built-in OSSE."""
+    st.info("The built-in OSSE is not generated yet: a year of quasi-geostrophic eddies in a "
+            "Gulf Stream-sized box, observed along the tracks of four nadir altimeters. "
+            "Generating it takes a minute or two (`python -m app generate` does the same).")
+    if st.button("Generate the built-in dataset", key="data.generate", type="primary"):
+        with st.spinner("Simulating the QG truth and sampling it along tracks…"):
+            _, ok = ui.call_or_error(paths.ensure_builtin_dataset)
+        if ok:
+            st.rerun()
+
+
+def show_summary(ds) -> None:
+    """Grid, time range, ocean fraction and the variables table."""
+    summary = summarize(ds)
+    g, t = summary["grid"], summary["time"]
+    cols = st.columns(4)
+    cols[0].metric("Grid (lat × lon)", f"{g['n_lat']} × {g['n_lon']}")
+    cols[1].metric("Time steps", t["n_time"])
+    cols[2].metric("Time range", f"{t['start']} → {t['end']}")
+    cols[3].metric("Ocean fraction", f"{summary['ocean_fraction']:.1%}")
+    st.caption(
+        f"lat {g['lat_range'][0]:.2f}…{g['lat_range'][1]:.2f}°, "
+        f"lon {g['lon_range'][0]:.2f}…{g['lon_range'][1]:.2f}°, "
+        f"steps {g['dlat_deg'] or 0:.3g}° × {g['dlon_deg'] or 0:.3g}°, time step {t['step']}")
+    table = pd.DataFrame([
+        {"variable": name, "long name": v["long_name"] or "", "units": v["units"] or "",
+         "dims": " × ".join(v["dims"]), "shape": " × ".join(map(str, v["shape"]))}
+        for name, v in summary["variables"].items()
+    ])
+    st.dataframe(table, hide_index=True, width="stretch")
+    if ds.attrs.get("oceanlab_notes"):
+        st.caption(f"Notes: {ds.attrs['oceanlab_notes']}")
+
+
+def show_map(ds, path: str) -> None:
+    """A map of one variable on one day, with observations overlaid as points."""
+    variables = ui.data_variables(ds)
+    default = ds.attrs.get("oceanlab_truth_var")
+    left, right = st.columns([1, 3])
+    with left:
+        var = st.selectbox("Variable", variables,
+                           index=variables.index(default) if default in variables else 0,
+                           key="data.var")
+        overlays = [NO_OVERLAY] + [v for v in variables if v != var]
+        obs_default = ui.obs_variable(ds, var)
+        overlay = st.selectbox(
+            "Observations overlaid", overlays,
+            index=overlays.index(obs_default) if obs_default in overlays else 0,
+            help="drawn as points where the variable is not NaN, on the same colour scale",
+            key="data.obs")
+        labels = ui.time_labels(pd.DatetimeIndex(ds["time"].values))
+        if len(labels) > 1:
+            day = st.select_slider("Day", options=labels, key="data.day")
+        else:
+            day = labels[0]
+            st.caption(f"Day: {day} (one time step)")
+    mtime = ui.file_mtime(path)
+    field = ui.day_field(path, mtime, var, day)
+    cmap, vmin, vmax = ui.variable_style(path, mtime, var)
+    obs = ui.day_field(path, mtime, overlay, day) if overlay != NO_OVERLAY else None
+    with right:
+        fig = figures.map_figure(
+            field, title=f"{var} · {day}", cmap=cmap, vmin=vmin, vmax=vmax, obs=obs,
+            land_mask=ds["mask"], units=str(ds[var].attrs.get("units", "")))
+        ui.show_figure(fig)
+        notes = []
+        if obs is not None:
+            notes.append(f"{int(obs.notnull().sum())} observations of {overlay} on this day")
+        coast = figures.natural_earth_coastline()
+        notes.append(f"coastline: Natural Earth {coast[0]}" if coast else
+                     "land from the data's own mask (Natural Earth coastlines are not "
+                     "installed; nothing is downloaded)")
+        st.caption(" · ".join(notes))
+
+
+def main() -> None:
+    ui.page_setup("Data")
+    st.caption("Choose a dataset and look at it before using it in an experiment.")
+    source, path = ui.dataset_picker("data")
+    if source == "builtin" and not Path(path).is_file():
+        generate_builtin()
+        return
+    if path is None:
+        st.info("Type the path of a NetCDF file (or a glob such as `data/*.nc`) with "
+                "time, latitude and longitude coordinates.")
+        return
+    ds = ui.open_or_error(path)
+    if ds is None:
+        return
+    ui.remember_dataset(path)
+    st.subheader("Map")
+    show_map(ds, path)
+    st.subheader("Summary")
+    show_summary(ds)
+
+
+main()

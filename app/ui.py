@@ -1,0 +1,464 @@
+"""Helpers shared by the dashboard pages: caches, widgets generated from configs, tables.
+
+Pages hold layout; everything they share lives here. Nothing in this module does science:
+it calls ``backend``, ``data`` and ``metrics`` and formats what they return. Caches follow
+STYLE.md: ``st.cache_resource`` for opened datasets (keyed on path + modification time),
+``st.cache_data`` with ``max_entries`` for derived arrays and tables.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import xarray as xr
+import yaml
+from matplotlib.colors import Colormap
+from matplotlib.figure import Figure
+from pydantic import BaseModel
+from streamlit.errors import StreamlitAPIException
+
+from backend import paths
+from backend.store import PREDICTION_FILE, Run, RunStore
+from data.canonical import open_dataset
+
+#: How the score keys of ``metrics.json`` are shown: label and units ("data" = the data's).
+SCORE_LABELS: dict[str, tuple[str, str]] = {
+    "rmse": ("RMSE", "data"),
+    "mu": ("µ(RMSE)", "1"),
+    "sigma": ("σ(RMSE)", "1"),
+    "lambda_x_deg": ("λx", "degrees"),
+    "lambda_x_km": ("λx", "km"),
+    "lambda_t_days": ("λt", "days"),
+    "rmse_u": ("RMSE u (geostrophic)", "m/s"),
+    "rmse_v": ("RMSE v (geostrophic)", "m/s"),
+    "rmse_vorticity": ("RMSE ζ/f", "1"),
+}
+MISSING = "—"
+ACTIVE_STATUSES = ("queued", "running")
+CURRENT_RUN_KEY = "current_run"
+DATASET_KEY = "dataset_path"
+
+
+# --------------------------------------------------------------------------- page chrome
+
+
+def page_setup(title: str, icon: str = "🌊") -> None:
+    """Page config and title; call first on every page."""
+    st.set_page_config(page_title=f"{title} · OceanLab", page_icon=icon, layout="wide")
+    st.title(title)
+
+
+def page_link(page: str, label: str, *, icon: str | None = None,
+              query_params: dict[str, str] | None = None) -> None:
+    """``st.page_link`` that degrades to a plain link when the page is not registered.
+
+    A page run on its own (``AppTest.from_file("app/pages/X.py")``, or ``streamlit run`` of
+    one page) has no navigation; a relative link then still works in the browser.
+    """
+    try:
+        st.page_link(page, label=label, icon=icon, query_params=query_params)
+    except StreamlitAPIException:
+        name = Path(page).stem.split("_", 1)[-1]
+        query = "&".join(f"{k}={v}" for k, v in (query_params or {}).items())
+        st.markdown(f"[{label}](./{name}{'?' + query if query else ''})")
+
+
+def show_figure(fig: Figure) -> None:
+    """Draw a matplotlib figure and release it at once."""
+    import matplotlib.pyplot as plt
+
+    try:
+        st.pyplot(fig, clear_figure=True)
+    finally:
+        plt.close(fig)
+
+
+def store() -> RunStore:
+    """The run store of the workspace (``$OCEANLAB_HOME/runs``)."""
+    return RunStore(paths.runs_dir())
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def file_mtime(path: str | os.PathLike) -> float:
+    """Modification time (0 when the path is missing or a glob): part of cache keys."""
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_resource(max_entries=4, show_spinner="Opening dataset…")
+def _open_cached(path: str, mtime: float) -> xr.Dataset:
+    return open_dataset(path)
+
+
+def open_cached(path: str | os.PathLike) -> xr.Dataset:
+    """Canonical dataset (:func:`data.canonical.open_dataset`), shared across sessions and
+    reopened when the file changes. Do not modify the returned object.
+
+    Raises
+    ------
+    DataError : the path or its content cannot be used (message names the path).
+    """
+    return _open_cached(str(path), file_mtime(path))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def day_field(path: str, mtime: float, var: str, day: str) -> xr.DataArray:
+    """One day ``(lat, lon)`` of ``var`` in the dataset at ``path``, loaded in memory."""
+    ds = _open_cached(path, mtime)
+    return ds[var].sel(time=pd.Timestamp(day), method="nearest").load()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def variable_style(path: str, mtime: float, var: str) -> tuple[Colormap, float, float]:
+    """Colormap and limits covering every value of ``var`` (stable across days)."""
+    from app.figures import field_style
+
+    ds = _open_cached(path, mtime)
+    da = ds[var]
+    step = max(1, da.sizes.get("time", 1) // 120)  # a subsample of days bounds the cost
+    sample = da.isel(time=slice(None, None, step)).values
+    return field_style(var, dict(da.attrs), sample)
+
+
+def open_or_error(path: str) -> xr.Dataset | None:
+    """:func:`open_cached`, or None after showing one ``st.error`` line naming ``path``."""
+    from data.errors import OceanLabError
+
+    try:
+        return open_cached(path)
+    except OceanLabError as exc:
+        st.error(str(exc))
+    except Exception as exc:  # noqa: BLE001 (a reader choking on a user's file is bad input)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        st.error(f"{path}: cannot be opened ({type(exc).__name__}{': ' + first if first else ''})")
+    return None
+
+
+def time_labels(times: pd.DatetimeIndex) -> list[str]:
+    """Dates as ``YYYY-MM-DD`` (with the hour when the steps are not whole days)."""
+    whole_days = bool((times == times.normalize()).all())
+    return [t.strftime("%Y-%m-%d" if whole_days else "%Y-%m-%d %H:%M") for t in times]
+
+
+def obs_variable(ds: xr.Dataset, var: str) -> str | None:
+    """The dataset's observation variable for overlays (``oceanlab_obs_var``), if any."""
+    name = ds.attrs.get("oceanlab_obs_var")
+    return name if name in ds.data_vars and name != var else None
+
+
+def data_variables(ds: xr.Dataset) -> list[str]:
+    """Gridded variables of a canonical dataset (without the mask)."""
+    return [str(v) for v in ds.data_vars if v != "mask"]
+
+
+def builtin_status() -> tuple[Path, bool]:
+    """Path of the built-in OSSE and whether it exists already."""
+    path = paths.builtin_dataset_path()
+    return path, path.is_file()
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def run_label(run: Run) -> str:
+    """``id · model · status`` for select boxes."""
+    try:
+        info = run.info()
+    except Exception:  # noqa: BLE001 (a half-written folder must not break a list)
+        return run.id
+    model = (info.get("config") or {}).get("model", {}).get("name", "?")
+    return f"{run.id} · {model} · {info.get('status', '?')}"
+
+
+def worker_alive(run: Run) -> bool:
+    """Whether the worker process of ``run`` still runs (see :func:`backend.jobs.is_alive`)."""
+    from backend import jobs
+
+    return jobs.is_alive(run)
+
+
+def done_runs(runs: list[Run]) -> list[Run]:
+    """Runs with status ``done`` and a prediction file, in the given order."""
+    out = []
+    for run in runs:
+        try:
+            if run.info().get("status") == "done" and (run.path / PREDICTION_FILE).is_file():
+                out.append(run)
+        except Exception:  # noqa: BLE001 (unreadable run.json: skip it)
+            continue
+    return out
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading prediction…")
+def _prediction_cached(run_dir: str, mtime: float) -> xr.Dataset:
+    return Run(Path(run_dir)).prediction()
+
+
+def prediction(run: Run) -> xr.Dataset:
+    """``prediction.nc`` of a run, in memory, cached on its path and modification time."""
+    return _prediction_cached(str(run.path), file_mtime(run.path / PREDICTION_FILE))
+
+
+def reconstruction_name(pred: xr.Dataset) -> str:
+    """Name of the reconstruction variable of a prediction dataset."""
+    name = pred.attrs.get("oceanlab_reconstruction_var")
+    if name in pred.data_vars:
+        return str(name)
+    others = [str(v) for v in pred.data_vars if v not in ("truth", "obs", "mask")]
+    if not others:
+        raise KeyError("prediction.nc holds no reconstruction variable")
+    return others[0]
+
+
+def ocean_mask(pred: xr.Dataset) -> xr.DataArray:
+    """The prediction's ocean mask as bool ``(lat, lon)`` (True = ocean)."""
+    if "mask" in pred:
+        return pred["mask"].fillna(0) != 0
+    return pred["truth"].notnull().any("time")
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def rmse_series(run_dir: str, mtime: float) -> pd.Series:
+    """RMSE(t) of the reconstruction against the truth (:func:`metrics.rmse_over_time`)."""
+    from metrics import rmse_over_time
+
+    pred = _prediction_cached(run_dir, mtime)
+    rmse = rmse_over_time(pred[reconstruction_name(pred)], pred["truth"], ocean_mask(pred))
+    return pd.Series(rmse.values, index=pd.DatetimeIndex(rmse["time"].values), name="rmse")
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def psd_diagnostic(run_dir: str, mtime: float) -> tuple[xr.DataArray | None, list, str | None]:
+    """PSD score, its 0.5 contour lines, or None and the reason it cannot be computed."""
+    from data.errors import DataError
+    from metrics import psd_score, psd_score_contour
+
+    pred = _prediction_cached(run_dir, mtime)
+    try:
+        score = psd_score(pred[reconstruction_name(pred)], pred["truth"], ocean_mask(pred))
+    except DataError as exc:  # ScoreUnavailable is a DataError
+        return None, [], str(exc)
+    return score, psd_score_contour(score, 0.5), None
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def field_limits(run_dir: str, mtime: float) -> tuple[float, float, float, float]:
+    """Symmetric limits of the truth and of the residual over the whole test period."""
+    from app.figures import shared_limits
+
+    pred = _prediction_cached(run_dir, mtime)
+    rec = pred[reconstruction_name(pred)]
+    lo, hi = shared_limits(pred["truth"])
+    rlo, rhi = shared_limits(rec - pred["truth"])
+    return lo, hi, rlo, rhi
+
+
+def scores_table(metrics: dict, data_units: str = "") -> pd.DataFrame:
+    """``metrics.json`` as rows (score, value, units, note); None is shown as ``—``.
+
+    Keys follow :data:`metrics.SCORE_KEYS` (known labels first, unknown numeric keys after);
+    ``note`` holds the reason a score is missing.
+    """
+    notes = metrics.get("notes") or {}
+    keys = [k for k in SCORE_LABELS if k in metrics]
+    keys += [k for k, v in metrics.items()
+             if k not in SCORE_LABELS and k != "notes" and not isinstance(v, dict | list)]
+    rows = []
+    for key in keys:
+        label, units = SCORE_LABELS.get(key, (key, ""))
+        if units == "data":
+            units = data_units or "data units"
+        rows.append({"score": label, "key": key, "value": format_value(metrics.get(key)),
+                     "units": units, "note": notes.get(key, "")})
+    return pd.DataFrame(rows, columns=["score", "key", "value", "units", "note"])
+
+
+def format_value(value: Any) -> str:
+    """A score for display: 4 significant digits, ``—`` for None or NaN."""
+    if value is None:
+        return MISSING
+    if isinstance(value, bool | str):
+        return str(value)
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return MISSING if not np.isfinite(x) else f"{x:.4g}"
+
+
+def show_scores(metrics: dict, data_units: str = "") -> None:
+    """The scores table, with a caption listing why missing scores are missing."""
+    table = scores_table(metrics, data_units)
+    if table.empty:
+        st.info("No scores recorded for this run.")
+        return
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"note": st.column_config.TextColumn(
+                     "note", help="why a score is missing (—)")})
+    missing = table[table["value"] == MISSING]
+    if len(missing):
+        st.caption("— = not computable here: " + "; ".join(
+            f"{r.key}: {r.note}" for r in missing.itertuples() if r.note))
+
+
+# --------------------------------------------------------------------------- config widgets
+
+
+def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(annotation))
+        if len(args) == 1:
+            return args[0], optional
+        return annotation, optional
+    return annotation, False
+
+
+def _bounds(field) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for meta in field.metadata:
+        if getattr(meta, "ge", None) is not None:
+            out["min_value"] = meta.ge
+        if getattr(meta, "le", None) is not None:
+            out["max_value"] = meta.le
+    return out
+
+
+def _step(default: float) -> float:
+    """A +/- step a tenth of the default's order of magnitude (0.002 → 0.0001, 7 → 0.1)."""
+    if default == 0 or not np.isfinite(default):
+        return 0.01
+    return float(10.0 ** (np.floor(np.log10(abs(default))) - 1))
+
+
+def _parse_text(text: str) -> Any:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def config_widgets(
+    params_cls: type[BaseModel],
+    key_prefix: str,
+    *,
+    skip: tuple[str, ...] = ("name",),
+    values: dict[str, Any] | None = None,
+    container: Any = None,
+    columns: int = 2,
+) -> dict[str, Any]:
+    """One widget per field of a pydantic model, with the field description as help.
+
+    ``bool`` → checkbox; ``int``/``float`` → number_input (``ge``/``le`` become the bounds;
+    strict ``gt``/``lt`` are left to validation); ``Literal`` → selectbox; anything else
+    (strings, optional values) → text_input read as a YAML scalar, empty = None.
+
+    Parameters
+    ----------
+    params_cls : the model (a registered model's ``Params``, or a config section).
+    key_prefix : widget keys are ``f"{key_prefix}.{field}"``.
+    skip : fields without a widget.
+    values : initial values instead of the field defaults.
+    container : where to draw (default: the page); fields are laid out in ``columns``.
+
+    Returns
+    -------
+    ``{field: value}`` for every field drawn, to be validated by the config.
+    """
+    parent = container if container is not None else st
+    names = [n for n in params_cls.model_fields if n not in skip]
+    cols = parent.columns(columns) if names else []
+    out: dict[str, Any] = {}
+    for i, name in enumerate(names):
+        field = params_cls.model_fields[name]
+        col = cols[i % columns]
+        default = (values or {}).get(name, field.default)
+        kind, optional = _unwrap_optional(field.annotation)
+        key = f"{key_prefix}.{name}"
+        label = name
+        help_text = field.description
+        if kind is bool and not optional:
+            out[name] = col.checkbox(label, value=bool(default), help=help_text, key=key)
+        elif kind in (int, float) and not optional:
+            bounds = _bounds(field)
+            if kind is int:
+                out[name] = int(col.number_input(
+                    label, value=int(default), step=1, help=help_text, key=key,
+                    **{k: int(v) for k, v in bounds.items()}))
+            else:
+                out[name] = float(col.number_input(
+                    label, value=float(default), step=_step(float(default)), format="%g",
+                    help=help_text, key=key, **{k: float(v) for k, v in bounds.items()}))
+        elif typing.get_origin(kind) is Literal:
+            options = list(typing.get_args(kind)) + ([None] if optional else [])
+            index = options.index(default) if default in options else 0
+            out[name] = col.selectbox(label, options, index=index, help=help_text, key=key)
+        else:
+            text = "" if default is None else str(default)
+            out[name] = _parse_text(col.text_input(label, value=text, help=help_text, key=key))
+    return out
+
+
+def changed(values: dict[str, Any], params_cls: type[BaseModel]) -> dict[str, Any]:
+    """The entries of ``values`` that differ from the fields' defaults."""
+    fields = params_cls.model_fields
+    return {k: v for k, v in values.items() if k not in fields or fields[k].default != v}
+
+
+def dataset_picker(key_prefix: str, *, help_path: str | None = None) -> tuple[str, str | None]:
+    """Built-in OSSE or a NetCDF path typed by the user.
+
+    Returns
+    -------
+    ``(source, path)``: source ``"builtin"`` or ``"path"``; path is the built-in file's path
+    (which may not exist yet) or the stripped text typed (None when empty).
+    """
+    remembered = st.session_state.get(DATASET_KEY)
+    builtin = str(paths.builtin_dataset_path())
+    choices = {"builtin": "Built-in OSSE (Gulf Stream box)", "path": "NetCDF file or glob"}
+    initial = 1 if remembered and remembered != builtin else 0
+    source = st.radio("Dataset", list(choices), format_func=choices.get, index=initial,
+                      horizontal=True, key=f"{key_prefix}.source")
+    if source == "builtin":
+        st.caption(f"`{builtin}`")
+        return "builtin", builtin
+    text = st.text_input("NetCDF path", value=remembered if initial else "",
+                         placeholder="/path/to/file.nc or /path/to/dir/*.nc",
+                         help=help_path, key=f"{key_prefix}.path")
+    return "path", text.strip() or None
+
+
+def remember_dataset(path: str | None) -> None:
+    """Keep the dataset chosen on one page as the default of the others."""
+    if path:
+        st.session_state[DATASET_KEY] = path
+
+
+def call_or_error(fn: Callable[[], Any]) -> tuple[Any, bool]:
+    """Run ``fn``; show an :class:`~data.errors.OceanLabError` with ``st.error``.
+
+    Returns ``(result, True)`` on success and ``(None, False)`` after an error.
+    """
+    from data.errors import OceanLabError
+
+    try:
+        return fn(), True
+    except OceanLabError as exc:
+        st.error(str(exc))
+        return None, False

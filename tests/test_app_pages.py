@@ -1,0 +1,448 @@
+"""Every dashboard page runs headless (streamlit AppTest) on a tiny synthetic workspace.
+
+Runs for the Results and Runs pages are written straight into a run store (run.json,
+metrics.json, prediction.nc, history.csv), so no training happens here; the Experiment page
+is tested with ``backend.jobs.submit`` replaced by a recorder, plus one slow end-to-end
+launch of a real worker process.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from streamlit.testing.v1 import AppTest
+
+from backend.store import Run, RunStore
+from data.synthetic import add_noise, insert_nan, mock_field
+
+APP = Path(__file__).resolve().parents[1] / "app"
+TIMEOUT = 30
+N_TIME, N_LAT, N_LON = 24, 12, 16
+
+
+def page(name: str) -> AppTest:
+    path = APP / name if name == "Home.py" else APP / "pages" / name
+    return AppTest.from_file(str(path), default_timeout=TIMEOUT)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("OCEANLAB_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def store(workspace: Path) -> RunStore:
+    return RunStore(workspace / "runs")
+
+
+def _mock() -> xr.Dataset:
+    ds = mock_field(n_time=N_TIME, n_lat=N_LAT, n_lon=N_LON, land=True, seed=1)
+    obs = insert_nan(ds["ssh"], 0.9, seed=2)
+    obs.attrs = {"units": "m", "long_name": "along-track observations"}
+    ds["ssh_obs"] = obs
+    return ds
+
+
+@pytest.fixture
+def mock_nc(tmp_path: Path) -> Path:
+    """A small NetCDF file: ``ssh`` (truth, land corner) and ``ssh_obs`` (10 % observed)."""
+    ds = _mock().drop_vars("mask")
+    ds.attrs.update(oceanlab_truth_var="ssh", oceanlab_obs_var="ssh_obs")
+    path = tmp_path / "mock.nc"
+    ds.to_netcdf(path)
+    return path
+
+
+METRICS = {
+    "rmse": 0.0123, "mu": 0.91, "sigma": 0.012,
+    "lambda_x_deg": None, "lambda_x_km": None, "lambda_t_days": None,
+    "rmse_u": 0.05, "rmse_v": 0.04, "rmse_vorticity": 0.2,
+    "notes": {k: "the PSD score has no 0.5 contour"
+              for k in ("lambda_x_deg", "lambda_x_km", "lambda_t_days")},
+}
+
+
+def make_run(
+    store: RunStore,
+    run_id: str,
+    *,
+    status: str = "done",
+    model: str = "unet",
+    n_days: int = 12,
+    history: bool = True,
+    data_path: str = "mock.nc",
+) -> Run:
+    """A finished run written directly into the store, as a worker would leave it."""
+    config = {"data": {"path": data_path}, "task": {"name": "interpolation"},
+              "model": {"name": model}, "train": {"epochs": 3, "seed": 0, "device": "cpu"}}
+    run = store.create(config, run_id=run_id, status="running")
+    if status == "done":
+        test = _mock().isel(time=slice(-n_days, None))
+        truth = test["ssh"]
+        pred = xr.Dataset({
+            "ssh": add_noise(truth, 0.01, seed=3).assign_attrs(truth.attrs),
+            "truth": truth,
+            "obs": test["ssh_obs"],
+            "mask": test["mask"].astype(np.int8),
+        })
+        pred.attrs["oceanlab_reconstruction_var"] = "ssh"
+        run.write_prediction(pred)
+        run.write_metrics(METRICS)
+        if history:
+            run.write_history(pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.0, 0.5, 0.3],
+                                            "val_loss": [1.1, 0.6, 0.4]}))
+        t = pd.DatetimeIndex(test["time"].values)
+        run.update(status="done", timings={"total_s": 1.5}, device="cpu",
+                   periods={"test": [str(t[0].date()), str(t[-1].date())]})
+    elif status == "failed":
+        run.update(status="failed", error="mock.nc: no such file")
+    else:
+        run.update(status=status)
+    return run
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+# --------------------------------------------------------------------------- Home
+
+
+def test_home_shows_workspace_and_run_counts(store: RunStore, workspace: Path):
+    make_run(store, "20240101-000000-unet-aaaa")
+    make_run(store, "20240101-000001-oi-bbbb", status="failed", model="oi")
+    at = page("Home.py").run()
+    assert not at.exception
+    assert at.title[0].value == "OceanLab"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Runs"] == "2"
+    assert metrics["Done"] == "1"
+    assert metrics["Failed"] == "1"
+    assert str(workspace.resolve()) in texts(at.markdown)
+    assert "not generated yet" in texts(at.markdown)
+
+
+# --------------------------------------------------------------------------- Data
+
+
+def test_data_builtin_missing_generates_on_click(
+    workspace: Path, mock_nc: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import shutil
+
+    from backend import paths
+
+    def fake_generate(seed: int = 0) -> Path:
+        target = paths.builtin_dataset_path(seed)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(mock_nc, target)
+        return target
+
+    monkeypatch.setattr(paths, "ensure_builtin_dataset", fake_generate)
+    at = page("1_Data.py").run()
+    assert not at.exception
+    assert "not generated yet" in texts(at.info)
+    at.button(key="data.generate").click().run()
+    assert not at.exception
+    assert not at.error
+    assert paths.builtin_dataset_path().is_file()
+    assert {m.label: m.value for m in at.metric}["Time steps"] == str(N_TIME)
+
+
+def test_data_path_shows_map_and_summary(workspace: Path, mock_nc: Path):
+    at = page("1_Data.py").run()
+    at.radio(key="data.source").set_value("path").run()
+    assert "Type the path" in texts(at.info)
+    at.text_input(key="data.path").input(str(mock_nc)).run()
+    assert not at.exception
+    assert not at.error
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Grid (lat × lon)"] == f"{N_LAT} × {N_LON}"
+    assert metrics["Time steps"] == str(N_TIME)
+    assert metrics["Time range"] == "2012-10-01 → 2012-10-24"
+    assert metrics["Ocean fraction"].endswith("%")
+    table = at.dataframe[0].value
+    assert set(table["variable"]) == {"ssh", "ssh_obs"}
+    assert at.selectbox(key="data.var").value == "ssh"
+    assert at.selectbox(key="data.obs").value == "ssh_obs"  # the file's observation variable
+    assert "observations of ssh_obs" in texts(at.caption)
+    at.select_slider(key="data.day").set_value("2012-10-05").run()
+    assert not at.exception
+    at.selectbox(key="data.obs").set_value("(none)").run()
+    assert not at.exception
+    assert at.session_state["dataset_path"] == str(mock_nc)
+
+
+@pytest.mark.parametrize("kind", ["missing", "not_netcdf"])
+def test_data_bad_path_shows_one_error(workspace: Path, tmp_path: Path, kind: str):
+    bad = tmp_path / "nowhere" / "x.nc"
+    if kind == "not_netcdf":
+        bad = tmp_path / "notes.nc"
+        bad.write_text("not a netcdf file\n")
+    at = page("1_Data.py").run()
+    at.radio(key="data.source").set_value("path").run()
+    at.text_input(key="data.path").input(str(bad)).run()
+    assert not at.exception
+    assert len(at.error) == 1
+    assert str(bad) in at.error[0].value
+    assert "\n" not in at.error[0].value.strip()
+    assert at.title[0].value == "Data"  # the page kept running
+
+
+# --------------------------------------------------------------------------- Experiment
+
+
+@pytest.fixture
+def submitted(monkeypatch: pytest.MonkeyPatch, store: RunStore) -> list:
+    """Replace the worker launch by a recorder that only queues the run in the store."""
+    from backend import jobs
+
+    calls: list = []
+
+    def fake_submit(config, run_store):
+        calls.append(config)
+        return run_store.create(config.to_dict(), status="queued")
+
+    monkeypatch.setattr(jobs, "submit", fake_submit)
+    return calls
+
+
+def _experiment_on(mock_nc: Path) -> AppTest:
+    at = page("2_Experiment.py").run()
+    assert not at.exception
+    at.radio(key="exp.source").set_value("path").run()
+    at.text_input(key="exp.path").input(str(mock_nc)).run()
+    assert not at.exception
+    return at
+
+
+def test_experiment_widgets_come_from_params(workspace: Path, mock_nc: Path):
+    from models import registry
+
+    at = _experiment_on(mock_nc)
+    assert at.selectbox(key="exp.model").options == registry.available("interpolation")
+    oi = registry.get("oi").Params.model_fields
+    noise = at.number_input(key="exp.model.oi.noise")
+    assert noise.value == oi["noise"].default
+    assert noise.help == oi["noise"].description
+    assert at.checkbox(key="exp.model.oi.remove_mean").value is True
+    assert at.selectbox(key="exp.train.device").options == ["auto", "cpu", "cuda"]
+    assert at.selectbox(key="exp.obs").options[:2] == ["default (ssh_obs)", "simulation"]
+    if "unet" in registry.available("interpolation"):
+        at.selectbox(key="exp.model").set_value("unet").run()
+        assert not at.exception
+        window = at.number_input(key="exp.model.unet.window")
+        assert window.help == registry.get("unet").Params.model_fields["window"].description
+
+
+def test_experiment_launch_queues_run_and_shows_progress(
+    workspace: Path, mock_nc: Path, submitted: list, store: RunStore
+):
+    at = _experiment_on(mock_nc)
+    at.selectbox(key="exp.model").set_value("oi").run()
+    at.number_input(key="exp.model.oi.lt_days").set_value(5.0)
+    at.number_input(key="exp.train.seed").set_value(3)
+    at.button(key="exp.launch").click().run()
+    assert not at.exception
+    assert not at.error
+    (config,) = submitted
+    assert config.model.name == "oi"
+    assert config.model.lt_days == 5.0
+    assert config.train.seed == 3
+    assert config.data.path == str(mock_nc)
+    assert config.data.var is None and config.data.obs is None  # the file's defaults
+    (run,) = store.runs()
+    assert run.status == "queued"
+    assert at.session_state["current_run"] == run.id
+    assert {m.label: m.value for m in at.metric}["Status"] == "queued"
+    assert run.id in texts(at.subheader)
+    assert at.button(key="exp.cancel")
+
+
+def test_experiment_bad_parameter_shows_error(
+    workspace: Path, mock_nc: Path, submitted: list, store: RunStore
+):
+    at = _experiment_on(mock_nc)
+    at.selectbox(key="exp.model").set_value("oi").run()
+    at.number_input(key="exp.model.oi.noise").set_value(0.0)
+    at.button(key="exp.launch").click().run()
+    assert not at.exception
+    assert len(at.error) == 1
+    assert "model.noise" in at.error[0].value
+    assert submitted == [] and store.runs() == []
+
+
+def test_experiment_bad_data_path_blocks_launch(workspace: Path, tmp_path: Path):
+    at = _experiment_on(tmp_path / "missing.nc")
+    assert str(tmp_path / "missing.nc") in at.error[0].value
+    assert at.button(key="exp.launch").disabled
+
+
+def test_experiment_cancel_and_finished_run(workspace: Path, store: RunStore):
+    queued = make_run(store, "20240101-000002-oi-cccc", status="queued")
+    at = page("2_Experiment.py")
+    at.session_state["current_run"] = queued.id
+    at.run()
+    assert not at.exception
+    at.button(key="exp.cancel").click().run()
+    assert not at.exception
+    assert queued.status == "cancelled"
+    assert "cancelled" in texts(at.warning)
+
+    done = make_run(store, "20240101-000003-unet-dddd")
+    at = page("2_Experiment.py")
+    at.session_state["current_run"] = done.id
+    at.run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert table.set_index("key").loc["mu", "value"] == "0.91"
+    assert "Results" in texts(at.markdown)  # link to the Results page
+    assert not [b for b in at.button if b.key == "exp.cancel"]
+
+
+@pytest.mark.slow
+def test_experiment_real_worker_runs_oi(workspace: Path, mock_nc: Path, store: RunStore):
+    """End to end: the page starts a real worker process, which records a finished run."""
+    from backend import jobs
+
+    at = _experiment_on(mock_nc)
+    at.selectbox(key="exp.model").set_value("oi").run()
+    at.button(key="exp.launch").click().run()
+    assert not at.exception and not at.error
+    (run,) = store.runs()
+    deadline = time.monotonic() + 120
+    try:
+        while run.status in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        if run.status in ("queued", "running"):
+            jobs.cancel(run)
+    assert run.status == "done", run.info().get("error")
+    at.run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Status"] == "done"
+    assert "µ(RMSE)" in set(at.dataframe[0].value["score"])
+
+
+# --------------------------------------------------------------------------- Results
+
+
+def test_results_shows_maps_scores_history(store: RunStore):
+    run = make_run(store, "20240101-000000-unet-aaaa")
+    at = page("3_Results.py").run()
+    assert not at.exception
+    assert not at.error
+    assert at.selectbox(key="results.run").value == run.id
+    assert at.query_params["run"] == run.id
+    scores = at.dataframe[0].value.set_index("key")
+    assert scores.loc["mu", "value"] == "0.91"
+    assert scores.loc["rmse", "units"] == "m"
+    assert scores.loc["lambda_x_deg", "value"] == "—"
+    assert "no 0.5 contour" in scores.loc["lambda_x_deg", "note"]
+    assert "no 0.5 contour" in texts(at.caption)
+    heads = texts(at.subheader)
+    for head in ("Scores", "Maps", "RMSE over time", "PSD score", "Training history"):
+        assert head in heads
+    assert "not trained" not in texts(at.caption)
+    at.select_slider(key="results.day").set_value(at.select_slider(key="results.day").options[3])
+    at.run()
+    assert not at.exception
+
+
+def test_results_run_from_query_params(store: RunStore):
+    older = make_run(store, "20240101-000000-unet-aaaa")
+    make_run(store, "20240102-000000-unet-bbbb")
+    make_run(store, "20240103-000000-oi-cccc", status="failed", model="oi")
+    at = page("3_Results.py")
+    at.run()
+    assert at.selectbox(key="results.run").options[0].startswith("20240102")  # newest done first
+    assert len(at.selectbox(key="results.run").options) == 2
+    at = page("3_Results.py")
+    at.query_params["run"] = older.id
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="results.run").value == older.id
+    at = page("3_Results.py")
+    at.query_params["run"] = "20240103-000000-oi-cccc"
+    at.run()
+    assert "is failed" in texts(at.warning)
+
+
+def test_results_psd_unavailable_and_untrained_model(store: RunStore):
+    make_run(store, "20240101-000000-oi-aaaa", model="oi", n_days=5, history=False)
+    at = page("3_Results.py").run()
+    assert not at.exception
+    assert "PSD score not available" in texts(at.info)
+    assert "not trained" in texts(at.caption)
+
+
+def test_results_without_runs(workspace: Path):
+    at = page("3_Results.py").run()
+    assert not at.exception
+    assert "No finished run" in texts(at.info)
+
+
+# --------------------------------------------------------------------------- Runs
+
+
+def test_runs_table_filter_and_delete(store: RunStore):
+    keep = make_run(store, "20240101-000000-unet-aaaa")
+    gone = make_run(store, "20240102-000000-oi-bbbb", status="failed", model="oi")
+    before = {p.name: p.read_bytes() for p in keep.path.iterdir()}
+    at = page("4_Runs.py").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["id"]) == [gone.id, keep.id]
+    assert table.set_index("id").loc[keep.id, "mu"] == pytest.approx(0.91)
+    at.multiselect(key="runs.status").set_value(["done"]).run()
+    assert list(at.dataframe[0].value["id"]) == [keep.id]
+
+    at.selectbox(key="runs.delete_id").set_value(gone.id).run()
+    assert at.button(key="runs.delete").disabled  # needs the confirmation first
+    at.checkbox(key="runs.confirm").check().run()
+    at.button(key="runs.delete").click().run()
+    assert not at.exception
+    assert f"Deleted run {gone.id}" in texts(at.success)
+    assert not gone.path.exists()
+    assert {p.name: p.read_bytes() for p in keep.path.iterdir()} == before
+    assert [r.id for r in store.runs()] == [keep.id]
+
+
+def test_runs_active_run_is_not_deleted(store: RunStore, monkeypatch: pytest.MonkeyPatch):
+    from app import ui
+
+    running = make_run(store, "20240101-000000-unet-aaaa", status="running")
+    monkeypatch.setattr(ui, "worker_alive", lambda run: True)
+    at = page("4_Runs.py").run()
+    at.selectbox(key="runs.delete_id").set_value(running.id).run()
+    assert not at.exception
+    assert "cancel it before deleting" in texts(at.warning)
+    assert not [b for b in at.button if b.key == "runs.delete"]
+    assert running.path.exists()
+
+
+def test_runs_empty(workspace: Path):
+    at = page("4_Runs.py").run()
+    assert not at.exception
+    assert "No run yet" in texts(at.info)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def test_scores_table_marks_missing_scores():
+    from app.ui import scores_table
+
+    table = scores_table(METRICS, "m").set_index("key")
+    assert table.loc["rmse", "value"] == "0.0123"
+    assert table.loc["rmse", "units"] == "m"
+    assert table.loc["lambda_t_days", "value"] == "—"
+    assert table.loc["lambda_t_days", "note"] == "the PSD score has no 0.5 contour"
+    assert table.loc["mu", "note"] == ""

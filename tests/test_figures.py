@@ -1,0 +1,174 @@
+"""Figures of app/figures.py: pure matplotlib, offline maps, shared colour scales."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from cartopy.mpl.geoaxes import GeoAxes
+from matplotlib.figure import Figure
+
+from app import figures
+from data.synthetic import insert_nan, mock_field
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def day() -> xr.Dataset:
+    ds = mock_field(n_time=2, n_lat=10, n_lon=14, land=True, seed=4).isel(time=0)
+    ds["obs"] = insert_nan(ds["ssh"], 0.8, seed=1)
+    return ds
+
+
+@pytest.fixture
+def no_coastline_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point cartopy at empty folders: no Natural Earth file is on disk."""
+    import cartopy
+
+    monkeypatch.setitem(cartopy.config, "data_dir", str(tmp_path / "data"))
+    monkeypatch.setitem(cartopy.config, "pre_existing_data_dir", str(tmp_path / "pre"))
+    return tmp_path
+
+
+def _render(fig: Figure) -> None:
+    """Draw the figure to PNG bytes: where lazy artists (coastlines, gridlines) would fail."""
+    fig.savefig(io.BytesIO(), format="png", dpi=50)
+
+
+def test_map_figure_axes_and_scale(day: xr.Dataset):
+    fig = figures.map_figure(day["ssh"], title="ssh", vmin=-0.3, vmax=0.3, obs=day["obs"],
+                             land_mask=day["mask"])
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 2  # the map and its colour bar
+    geo = [ax for ax in fig.axes if isinstance(ax, GeoAxes)]
+    assert len(geo) == 1 and geo[0].get_title() == "ssh"
+    assert geo[0].collections[0].get_clim() == (-0.3, 0.3)
+    _render(fig)
+
+
+def test_map_figure_defaults_and_all_land_never_raise(day: xr.Dataset):
+    fig = figures.map_figure(day["ssh"])  # limits and colormap chosen from the data
+    lo, hi = fig.axes[0].collections[0].get_clim()
+    assert lo == -hi and hi >= float(np.nanmax(np.abs(day["ssh"].values)))
+    _render(fig)
+    all_nan = day["ssh"] * np.nan
+    _render(figures.map_figure(all_nan, land_mask=np.zeros(all_nan.shape, bool)))
+
+
+def test_maps_figure_panels_share_a_scale(day: xr.Dataset):
+    lo, hi = figures.shared_limits(day["ssh"])
+    panels = [
+        figures.MapPanel(day["ssh"], "truth", vmin=lo, vmax=hi, land_mask=day["mask"]),
+        figures.MapPanel(None, "obs", vmin=lo, vmax=hi, obs=day["obs"], land_mask=day["mask"]),
+        figures.MapPanel(day["ssh"] * 0.9, "rec", vmin=lo, vmax=hi),
+        figures.MapPanel(day["ssh"] * 0.1, "residual"),
+    ]
+    fig = figures.maps_figure(panels, ncols=2)
+    geo = [ax for ax in fig.axes if isinstance(ax, GeoAxes)]
+    assert len(geo) == 4 and len(fig.axes) == 8
+    for ax in geo[:3]:  # the field, or the observation points, on the shared scale
+        assert (lo, hi) in [c.get_clim() for c in ax.collections]
+    _render(fig)
+
+
+def test_shared_limits_symmetric_and_cover_the_data():
+    a = np.array([[-0.2, 0.1], [np.nan, 0.05]])
+    b = xr.DataArray([0.35, -0.1])
+    lo, hi = figures.shared_limits(a, b)
+    assert lo == -hi == -0.35
+    for x in (a, b.values):
+        finite = x[np.isfinite(x)]
+        assert lo <= finite.min() and finite.max() <= hi
+    assert figures.shared_limits(a, symmetric=False) == (-0.2, 0.1)
+    assert figures.shared_limits(np.full(3, np.nan)) == (-1.0, 1.0)
+    assert figures.shared_limits(np.zeros(3)) == (-1.0, 1.0)
+    lo, hi = figures.shared_limits(np.full(3, 2.0), symmetric=False)
+    assert lo < 2.0 < hi
+
+
+def test_field_style_balance_for_anomalies():
+    import cmocean
+
+    cmap, lo, hi = figures.field_style("ssh", {}, np.array([-0.1, 0.3]))
+    assert cmap is cmocean.cm.balance and (lo, hi) == (-0.3, 0.3)
+    cmap, lo, hi = figures.field_style("sst", {"units": "degC"}, np.array([12.0, 20.0]))
+    assert cmap is cmocean.cm.thermal and (lo, hi) == (12.0, 20.0)
+
+
+def test_natural_earth_lookup_finds_files_on_disk_only(no_coastline_files: Path):
+    assert figures.natural_earth_coastline() is None
+    shp = (no_coastline_files / "pre" / "shapefiles" / "natural_earth" / "physical"
+           / "ne_110m_coastline.shp")
+    shp.parent.mkdir(parents=True)
+    shp.write_bytes(b"")
+    assert figures.natural_earth_coastline() == ("110m", shp)
+
+
+def test_offline_fallback_draws_the_land_mask(
+    day: xr.Dataset, no_coastline_files: Path, monkeypatch: pytest.MonkeyPatch
+):
+    def no_download(*args, **kwargs):
+        raise AssertionError("coastlines must not be requested when Natural Earth is absent")
+
+    monkeypatch.setattr(GeoAxes, "coastlines", no_download)
+    fig = figures.map_figure(day["ssh"], land_mask=day["mask"])
+    ax = fig.axes[0]
+    assert len(ax.collections) >= 2  # the field and the grey land (plus its outline)
+    _render(fig)
+
+
+def test_coastline_used_when_on_disk(day: xr.Dataset, monkeypatch: pytest.MonkeyPatch):
+    calls = []
+    monkeypatch.setattr(figures, "natural_earth_coastline", lambda: ("50m", Path("x.shp")))
+    monkeypatch.setattr(GeoAxes, "coastlines",
+                        lambda self, resolution="auto", **kw: calls.append(resolution))
+    figures.map_figure(day["ssh"], land_mask=day["mask"])
+    assert calls == ["50m"]
+
+
+def test_cartopy_never_downloads(no_coastline_files: Path):
+    import cartopy.io.shapereader as shpreader
+
+    assert isinstance(
+        __import__("cartopy").config["downloaders"][("shapefiles", "natural_earth")],
+        figures._OfflineDownloader)
+    with pytest.raises(figures.OfflineDownloadError):
+        shpreader.natural_earth(resolution="110m", category="physical", name="coastline")
+
+
+def test_curve_figures():
+    t = pd.date_range("2012-10-01", periods=10, freq="D")
+    fig = figures.timeseries_figure({"RMSE": pd.Series(np.linspace(0.1, 0.2, 10), index=t)},
+                                    ylabel="RMSE (m)", mark=t[3])
+    assert len(fig.axes) == 1
+    _render(fig)
+    history = pd.DataFrame({"epoch": [1, 2], "train_loss": [1.0, 0.5], "val_loss": [1.2, 0.7]})
+    fig = figures.history_figure(history)
+    assert [line.get_label() for line in fig.axes[0].lines] == ["train_loss", "val_loss"]
+    _render(fig)
+
+
+def test_psd_score_figure_draws_the_given_contour():
+    ft = np.array([0.05, 0.1, 0.2, 0.4])
+    fl = np.array([0.25, 0.5, 1.0, 2.0])
+    score = xr.DataArray(np.linspace(1.0, 0.0, 16).reshape(4, 4),
+                         dims=("freq_time", "freq_lon"),
+                         coords={"freq_time": ft, "freq_lon": fl})
+    line = np.array([[1.0, 20.0], [2.0, 5.0]])
+    fig = figures.psd_score_figure(score, [line], lambda_x=1.0, lambda_t=5.0)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert np.array_equal(ax.lines[0].get_xydata(), line)
+    _render(fig)
+
+
+def test_figures_import_without_streamlit():
+    code = "import sys, app.figures; assert 'streamlit' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
