@@ -42,6 +42,8 @@ PSD score
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -395,8 +397,11 @@ def _psd_score_fields(
         err = err.chunk({"time": -1, "lon": -1})
         sig = sig.chunk({"time": -1, "lon": -1})
     kwargs = {"dim": ["time", "lon"], "detrend": "constant", "window": "hann"}
-    psd_err = xrft.power_spectrum(err, **kwargs).mean("lat")
-    psd_sig = xrft.power_spectrum(sig, **kwargs).mean("lat")
+    with warnings.catch_warnings():
+        # xrft 1.0.1 calls the deprecated Dataset.drop internally; nothing for users to act on.
+        warnings.filterwarnings("ignore", "dropping variables using `drop`", FutureWarning)
+        psd_err = xrft.power_spectrum(err, **kwargs).mean("lat")
+        psd_sig = xrft.power_spectrum(sig, **kwargs).mean("lat")
     both = xr.Dataset({"err": psd_err, "sig": psd_sig}).compute()
     fl, ft = both["freq_lon"].values, both["freq_time"].values
     both = both.sel(freq_lon=fl[fl > 0], freq_time=ft[ft > 0])

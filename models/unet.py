@@ -29,8 +29,8 @@ from models.registry import register
 
 class UNetParams(ModelParams):
     name: Literal["unet"] = "unet"
-    window: int = Field(11, ge=1, le=61, description="days of observations in the input (odd, centred)")
-    base_channels: int = Field(32, ge=2, le=256, description="channels of the first level")
+    window: int = Field(29, ge=1, le=61, description="days of observations in the input (odd, centred)")
+    base_channels: int = Field(24, ge=2, le=256, description="channels of the first level")
     depth: int = Field(3, ge=1, le=5, description="number of down-sampling levels")
     patch_size: int = Field(64, ge=8, le=1024, description="training patch side (grid points)")
     batch_size: int = Field(16, ge=1, le=1024, description="patches per training step")
