@@ -42,6 +42,8 @@ SCORE_LABELS: dict[str, tuple[str, str]] = {
     "rmse_vorticity": ("RMSE ζ/f", "1"),
 }
 MISSING = "—"
+#: The scores shown large above the table (the data challenge's leaderboard columns).
+HEADLINE_SCORES = ("rmse", "mu", "sigma", "lambda_x_deg", "lambda_t_days")
 ACTIVE_STATUSES = ("queued", "running")
 CURRENT_RUN_KEY = "current_run"
 DATASET_KEY = "dataset_path"
@@ -304,6 +306,10 @@ def show_scores(metrics: dict, data_units: str = "") -> None:
     if table.empty:
         st.info("No scores recorded for this run.")
         return
+    headline = table[table["key"].isin(HEADLINE_SCORES)]
+    for col, row in zip(st.columns(len(headline)), headline.itertuples(), strict=True):
+        unit = "" if row.units in ("1", "") else f" ({row.units})"
+        col.metric(f"{row.score}{unit}", row.value, help=row.note or None)
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={"note": st.column_config.TextColumn(
                      "note", help="why a score is missing (—)")})

@@ -85,11 +85,12 @@ class RandomPatchBatches(Dataset):
     """``steps`` random batches of patches from the days ``days`` (one item = one batch).
 
     Each batch is drawn from a generator seeded by (seed, epoch, step) so runs are
-    reproducible; use with ``DataLoader(batch_size=None)``. Random flips augment the data.
+    reproducible; use with ``DataLoader(batch_size=None)``. Random flips (and, for square
+    patches, transposes) augment the data.
     """
 
     def __init__(self, tensors: WindowTensors, days: np.ndarray, patch: int, batch_size: int,
-                 steps: int, seed: int = 0, flips: bool = False):
+                 steps: int, seed: int = 0, flips: bool = False, transposes: bool = False):
         self.t = tensors
         self.days = torch.as_tensor(days, dtype=torch.long, device=tensors.device)
         H, W = tensors.ocean.shape
@@ -98,6 +99,7 @@ class RandomPatchBatches(Dataset):
         self.steps = steps
         self.seed = seed
         self.flips = flips
+        self.transposes = transposes and self.size[0] == self.size[1]
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -121,6 +123,8 @@ class RandomPatchBatches(Dataset):
                 x, y, w = x.flip(-1), y.flip(-1), w.flip(-1)
             if bool(torch.rand((), generator=g) < 0.5):
                 x, y, w = x.flip(-2), y.flip(-2), w.flip(-2)
+        if self.transposes and bool(torch.rand((), generator=g) < 0.5):
+            x, y, w = x.transpose(-1, -2), y.transpose(-1, -2), w.transpose(-1, -2)
         return x, y, w
 
 

@@ -38,6 +38,7 @@ class UNetParams(ModelParams):
     lr: float = Field(2e-3, gt=0, le=1.0, description="peak learning rate (one-cycle schedule)")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
     flips: bool = Field(True, description="augment with random horizontal/vertical flips")
+    transposes: bool = Field(False, description="augment with random lat/lon transposes (square patches)")
 
     @field_validator("window")
     @classmethod
@@ -109,7 +110,8 @@ class UNetMapper(Mapper):
         self.norm = Normalisation.from_task(task)
         tensors = WindowTensors(task, self.norm, p.window, self.device)
         train = RandomPatchBatches(tensors, task.index("train"), p.patch_size, p.batch_size,
-                                   p.steps_per_epoch, seed=self.seed, flips=p.flips)
+                                   p.steps_per_epoch, seed=self.seed, flips=p.flips,
+                                   transposes=p.transposes)
         val = FullFieldBatches(tensors, task.index("val"), batch_size=max(1, p.batch_size // 2))
         return fit_network(
             self.net, DataLoader(train, batch_size=None), DataLoader(val, batch_size=None),

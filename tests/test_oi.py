@@ -166,9 +166,9 @@ def test_oi_mapper_through_the_registry_beats_trivial_guesses():
 
 def test_params_are_validated():
     assert OIParams().model_dump() == dict(name="oi", lx_deg=1.0, ly_deg=1.0, lt_days=7.0,
-                                           noise=0.05, remove_mean=True)
+                                           noise=0.05, remove_mean=True, precision="float64")
     for bad in ({"lx_deg": -1.0}, {"noise": 0.0}, {"lt_days": -7}, {"unknown": 1},
-                {"name": "unet"}):
+                {"name": "unet"}, {"precision": "float16"}):
         with pytest.raises(pydantic.ValidationError):
             OIParams(**bad)
     assert OIParams.model_fields["lx_deg"].description
