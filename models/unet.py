@@ -36,9 +36,9 @@ class UNetParams(ModelParams):
     batch_size: int = Field(16, ge=1, le=1024, description="patches per training step")
     steps_per_epoch: int = Field(24, ge=1, description="training steps per epoch")
     lr: float = Field(2e-3, gt=0, le=1.0, description="peak learning rate (one-cycle schedule)")
-    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
+    weight_decay: float = Field(1e-2, ge=0, description="AdamW weight decay")
     flips: bool = Field(True, description="augment with random horizontal/vertical flips")
-    transposes: bool = Field(False, description="augment with random lat/lon transposes (square patches)")
+    transposes: bool = Field(True, description="augment with random lat/lon transposes (square patches)")
 
     @field_validator("window")
     @classmethod
