@@ -113,6 +113,7 @@ class UNetMapper(Mapper):
                                    p.steps_per_epoch, seed=self.seed, flips=p.flips,
                                    transposes=p.transposes)
         val = FullFieldBatches(tensors, task.index("val"), batch_size=max(1, p.batch_size // 2))
+        self.net.train()  # a predict() before fit() leaves the network in eval mode
         return fit_network(
             self.net, DataLoader(train, batch_size=None), DataLoader(val, batch_size=None),
             epochs=epochs, lr=p.lr, weight_decay=p.weight_decay, device=self.device, progress=progress,
