@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import platform
 import time
 import traceback
@@ -23,7 +24,7 @@ import xarray as xr
 from backend import paths
 from backend.config import ExperimentConfig
 from backend.device import choose_device, describe
-from backend.store import Run, RunStore
+from backend.store import Run, RunStore, now_iso
 from data.canonical import fingerprint, open_dataset
 from data.errors import OceanLabError
 from data.tasks import InterpolationTask, build_interpolation_task
@@ -104,7 +105,7 @@ def execute(config: ExperimentConfig, store: RunStore, run: Run | None = None) -
     run = run or store.create(config.to_dict())
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    run.update(status="running", started=now(), pid=_pid(), versions=package_versions())
+    run.update(status="running", started=now_iso(), pid=os.getpid(), versions=package_versions())
     try:
         torch.manual_seed(config.train.seed)
         np.random.seed(config.train.seed % 2**32)
@@ -150,26 +151,19 @@ def execute(config: ExperimentConfig, store: RunStore, run: Run | None = None) -
         timings["score_s"] = round(time.perf_counter() - tic, 3)
         run.write_metrics(scores)
         timings["total_s"] = round(time.perf_counter() - t0, 3)
-        run.update(status="done", finished=now(), timings=timings,
+        run.update(status="done", finished=now_iso(), timings=timings,
                    periods={k: [str(a.date()), str(b.date())] for k, (a, b) in task.periods.items()})
+    except KeyboardInterrupt:
+        run.update(status="cancelled", finished=now_iso(), error="interrupted (Ctrl-C)")
+        raise
     except OceanLabError as exc:
         timings["total_s"] = round(time.perf_counter() - t0, 3)
-        run.update(status="failed", finished=now(), timings=timings, error=str(exc), error_kind="input")
+        run.update(status="failed", finished=now_iso(), timings=timings, error=str(exc), error_kind="input")
     except Exception as exc:  # a bug, not bad input: keep the traceback for the report
         timings["total_s"] = round(time.perf_counter() - t0, 3)
-        run.update(status="failed", finished=now(), timings=timings,
+        run.update(status="failed", finished=now_iso(), timings=timings,
                    error=f"{type(exc).__name__}: {exc}", error_kind="internal",
                    traceback=traceback.format_exc())
     return run
 
 
-def now() -> str:
-    from backend.store import now_iso
-
-    return now_iso()
-
-
-def _pid() -> int:
-    import os
-
-    return os.getpid()

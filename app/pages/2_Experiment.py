@@ -125,7 +125,10 @@ def render_run(run: Run) -> None:
         elif status == "queued":
             st.progress(0.0, text="queued: waiting for the worker to start")
         else:
-            st.progress(0.0, text="running (this model reports no epochs)")
+            name = (config.get("model") or {}).get("name", "")
+            trained = name in registry.available() and registry.get(name).trainable
+            st.progress(0.0, text="running: loading data, first epoch under way" if trained
+                        else "running (this model has no epochs to report)")
         if jobs.mark_if_lost(run):  # the worker died without recording a result
             st.rerun()
         if st.button("Cancel", key="exp.cancel"):
