@@ -64,10 +64,10 @@ def load_dataset(path: str | Path) -> xr.Dataset:
     return _cached_open(str(p), mtime)
 
 
-def build_task(config: ExperimentConfig, ds: xr.Dataset | None = None) -> InterpolationTask:
-    """The task a config describes (loads the data unless ``ds`` is given)."""
-    path = resolve_data_path(config)
-    ds = ds if ds is not None else load_dataset(path)
+def build_task(config: ExperimentConfig, path: Path | None = None) -> InterpolationTask:
+    """The task a config describes, on the data at ``path`` (default: the config's file)."""
+    path = path or resolve_data_path(config)
+    ds = load_dataset(path)
     t = config.task
     return build_interpolation_task(
         ds, config.data.var, config.data.obs,
@@ -114,7 +114,7 @@ def execute(config: ExperimentConfig, store: RunStore, run: Run | None = None) -
         run.update(device=describe(device), data={"path": str(path), "fingerprint": fingerprint(path)})
 
         tic = time.perf_counter()
-        task = build_task(config)
+        task = build_task(config, path)
         timings["load_s"] = round(time.perf_counter() - tic, 3)
 
         model_cls = registry.get(config.model.name)

@@ -75,7 +75,8 @@ def test_runs_and_results_pages_render_in_a_real_browser(server, tmp_path):
             "--disable-component-update", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
         page.goto(f"{server}/Runs")
-        page.get_by_text("20240101-000000-unet-aaaa").first.wait_for(timeout=60_000)
+        # the runs table is a canvas grid; its accessible (hidden) cells carry the text
+        page.get_by_text("20240101-000000-unet-aaaa").first.wait_for(state="attached", timeout=60_000)
 
         page.goto(f"{server}/Results?run=20240101-000000-unet-aaaa")
         page.get_by_text("RMSE over time").first.wait_for(timeout=60_000)
