@@ -30,7 +30,8 @@ _COMMON_NAMES = {
     "lat": ("lat", "latitude", "nav_lat", "y", "lat_rho", "yt_ocean", "yh", "rlat", "nlat"),
     "lon": ("lon", "longitude", "nav_lon", "x", "lon_rho", "xt_ocean", "xh", "rlon", "nlon"),
 }
-_CF_KEYS = {"time": "T", "lat": "latitude", "lon": "longitude"}
+#: cf-xarray's coordinate key and axis for each canonical coordinate.
+_CF_KEYS = {"time": ("time", "T"), "lat": ("latitude", "Y"), "lon": ("longitude", "X")}
 #: Values this large are fill values that the file did not declare.
 _HUGE = 1e15
 
@@ -73,14 +74,11 @@ def _open_raw(files: list[Path], chunks) -> xr.Dataset:
         raise DataError(f"{label}: cannot be read as NetCDF ({msg}); is it truncated?") from None
 
 
-def _find_coord(ds: xr.Dataset, kind: str, label) -> str | None:
+def _find_coord(ds: xr.Dataset, kind: str) -> str | None:
     """Name of the variable holding coordinate ``kind`` ("time", "lat", "lon")."""
+    coordinate_key, axis = _CF_KEYS[kind]
     try:
-        names = ds.cf.coordinates.get(_CF_KEYS[kind], []) if kind != "time" else []
-        if kind == "time":
-            names = ds.cf.axes.get("T", []) or ds.cf.coordinates.get("time", [])
-        else:
-            names = names or ds.cf.axes.get("Y" if kind == "lat" else "X", [])
+        names = ds.cf.coordinates.get(coordinate_key, []) or ds.cf.axes.get(axis, [])
     except Exception:  # cf-xarray chokes on some odd attributes; fall back to names
         names = []
     names = [n for n in names if n in ds.variables]
@@ -168,7 +166,7 @@ def open_dataset(
     label = str(path)
     raw = _open_raw(files, chunks)
 
-    names = {k: _find_coord(raw, k, label) for k in ("time", "lat", "lon")}
+    names = {k: _find_coord(raw, k) for k in ("time", "lat", "lon")}
     if names["lat"] is None or names["lon"] is None:
         raise DataError(f"{label}: no latitude/longitude coordinates found "
                         f"(looked for CF axis/standard_name/units and names like lat, lon)")
