@@ -4,6 +4,12 @@
 ``python -m app worker RUN_DIR`` detached from the caller. The worker (:func:`run_queued`)
 executes it and writes progress into the run store, which the dashboard polls: the page
 never holds the only copy of a result and stays responsive while a model trains.
+
+Stopping a run is a request, not a second writer: :func:`cancel` writes ``cancel.request``
+into the run (the worker's heartbeat thread turns it into a SIGTERM to itself) and signals
+the worker directly only after checking that the recorded pid still belongs to the process
+that started the run (:func:`backend.liveness.process_matches`). Only when no such worker
+exists does :func:`cancel` record the end of the run itself.
 """
 
 from __future__ import annotations
@@ -12,86 +18,107 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from backend.config import ExperimentConfig
-from backend.store import Run, RunStore, now_iso
+from backend.liveness import identity, process_matches, refresh
+from backend.store import ACTIVE, RUN_FILE, Run, RunStore, now_iso
+from data.errors import OceanLabError, RunError
 
 _REPO = Path(__file__).resolve().parent.parent
+#: Seconds :func:`cancel` waits for a signalled worker to record its end.
+CANCEL_WAIT_S = 10.0
 
 
 def submit(config: ExperimentConfig, store: RunStore) -> Run:
     """Queue ``config`` as a new run and start its worker process; returns at once."""
     run = store.create(config.to_dict(), status="queued")
-    log = open(run.path / "worker.log", "wb")  # noqa: SIM115 (handed to the child)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_REPO), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "worker", str(run.path)],
-        cwd=_REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env=env, start_new_session=True,
-    )
-    log.close()
-    run.update(pid=proc.pid)
+    try:
+        with open(run.path / "worker.log", "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "app", "worker", str(run.path)],
+                cwd=_REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+    except OSError as exc:
+        run.update(status="failed", finished=now_iso(), error_kind="internal",
+                   error=f"the worker process could not be started ({exc})")
+        return run
+    run.update(pid=proc.pid, worker=identity(proc.pid))
     return run
 
 
 def run_queued(run_dir: Path) -> Run:
-    """Execute the queued run in ``run_dir`` (the worker process's entry point)."""
+    """Execute the queued run in ``run_dir`` (the worker process's entry point).
+
+    A run.json whose config is not valid ends ``failed`` with the reason (never stays
+    ``queued``); a run that was cancelled while queued ends ``cancelled`` without starting.
+    """
     from backend.runner import execute
 
-    run = Run(Path(run_dir))
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_FILE).is_file():
+        raise RunError(f"{run_dir}: not a run folder (no {RUN_FILE})")
+    run = Run(run_dir)
     info = run.info()
     if info.get("status") != "queued":
+        return run  # cancelled while queued, or started twice: nothing to do
+    if run.cancel_requested() is not None:
+        run.update(status="cancelled", finished=now_iso(), error="cancelled before it started")
         return run
-    config = ExperimentConfig(**info["config"])
+    try:
+        config = ExperimentConfig(**(info.get("config") or {}))
+    except (ValidationError, OceanLabError, TypeError) as exc:
+        first = str(exc).strip().splitlines()
+        detail = "; ".join(line.strip() for line in first[:3])
+        run.update(status="failed", finished=now_iso(), error_kind="input",
+                   error=f"invalid config in {run.path / RUN_FILE}: {detail}")
+        return run
     return execute(config, RunStore(run.path.parent), run)
 
 
-def cancel(run: Run) -> bool:
-    """Stop a queued or running job; marks it ``cancelled``. False when already finished."""
+def cancel(run: Run, wait_s: float = CANCEL_WAIT_S) -> bool:
+    """Stop a queued or running job; False when it had already ended.
+
+    Writes the cancel request, signals the worker (SIGTERM, the worker records
+    ``cancelled`` itself) only when the recorded pid is provably that worker, and records
+    ``cancelled`` here only when no live worker is left to do it.
+    """
     info = run.info()
-    if info.get("status") not in ("queued", "running"):
+    if info.get("status") not in ACTIVE:
         return False
-    pid = info.get("pid")
-    if pid:
+    run.request_cancel()
+    worker = info.get("worker")
+    if process_matches(worker):
         try:
-            os.killpg(os.getpgid(int(pid)), signal.SIGTERM)
+            os.kill(int(worker["pid"]), signal.SIGTERM)
         except (ProcessLookupError, PermissionError):
             pass
-    run.update(status="cancelled", finished=now_iso(), error="cancelled by the user")
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and process_matches(worker):
+            if run.info().get("status") not in ACTIVE:
+                return True
+            time.sleep(0.1)
+    if run.info().get("status") in ACTIVE and not process_matches(worker):
+        run.update(status="cancelled", finished=now_iso(), error="cancelled by the user")
     return True
 
 
 def is_alive(run: Run) -> bool:
-    """Whether the worker process of a queued/running run still exists.
-
-    A worker that exited stays a zombie (still "alive" to ``os.kill(pid, 0)``) until its
-    parent reaps it, so a worker started by this process is reaped first.
-    """
-    pid = run.info().get("pid")
-    if not pid:
-        return False
+    """Whether the worker process recorded in a run still runs (start time checked)."""
     try:
-        done, _ = os.waitpid(int(pid), os.WNOHANG)
-        if done:
-            return False
-    except ChildProcessError:  # not our child (another server, or the CLI): just probe it
-        pass
-    except OSError:
+        return process_matches(run.info().get("worker"))
+    except RunError:
         return False
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
 
 
 def mark_if_lost(run: Run) -> bool:
-    """Mark a queued/running run whose worker has died as ``failed``; True if it did."""
-    info = run.info()
-    if info.get("status") in ("queued", "running") and info.get("pid") and not is_alive(run):
-        run.update(status="failed", finished=now_iso(), error_kind="internal",
-                   error="the worker process ended without finishing the run (killed or crashed; "
-                         "see worker.log in the run folder)")
-        return True
-    return False
+    """Record ``failed`` ("worker lost") for an active run without a live worker; True if it did."""
+    try:
+        before = run.info().get("status")
+        return before in ACTIVE and refresh(run).get("status") == "failed"
+    except RunError:
+        return False

@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import platform
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -21,9 +22,10 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from backend import paths
+from backend import paths, resources
 from backend.config import ExperimentConfig
 from backend.device import choose_device, describe
+from backend.liveness import RunCancelled, identity, supervised
 from backend.store import Run, RunStore, now_iso
 from data.canonical import fingerprint, open_dataset
 from data.errors import OceanLabError
@@ -94,76 +96,105 @@ def prediction_dataset(task: InterpolationTask, rec: xr.DataArray, times: pd.Dat
     return ds
 
 
+def _record_end(run: Run, t0: float, timings: dict, **fields) -> None:
+    timings["total_s"] = round(time.perf_counter() - t0, 3)
+    run.update(finished=now_iso(), timings=timings, **fields)
+
+
 def execute(config: ExperimentConfig, store: RunStore, run: Run | None = None) -> Run:
     """Run ``config`` and record everything in ``run`` (a new run folder if None).
 
-    Never raises for a failing experiment: the run ends with status ``failed`` and the error
-    text in run.json. Returns the run.
+    Never raises for a failing or stopped experiment: the run ends ``done``, ``failed`` (with
+    the error and, for bugs, the traceback in run.json) or ``cancelled`` (SIGTERM or SIGINT,
+    see :mod:`backend.liveness`). A worker killed with SIGKILL cannot record anything; its
+    heartbeat stops and readers record it as lost. Returns the run.
     """
-    from metrics import score_mapping
-
     run = run or store.create(config.to_dict())
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    run.update(status="running", started=now_iso(), pid=os.getpid(), versions=package_versions())
-    try:
-        torch.manual_seed(config.train.seed)
-        np.random.seed(config.train.seed % 2**32)
-        device = choose_device(config.train.device)
-        path = resolve_data_path(config)
-        run.update(device=describe(device), data={"path": str(path), "fingerprint": fingerprint(path)})
-
-        tic = time.perf_counter()
-        task = build_task(config, path)
-        timings["load_s"] = round(time.perf_counter() - tic, 3)
-
-        model_cls = registry.get(config.model.name)
-        if task.kind not in model_cls.tasks:
-            raise OceanLabError(f"model {config.model.name!r} does not support task {task.kind!r}")
-        model = model_cls(config.model, device=device, seed=config.train.seed)
-
-        rows: list[dict] = []
-
-        def progress(row: dict) -> None:
-            rows.append(row)
-            run.write_history(pd.DataFrame(rows))
-            run.update(progress={k: row[k] for k in ("epoch", "epochs") if k in row})
-
-        tic = time.perf_counter()
-        history = model.fit(task, epochs=config.train.epochs, progress=progress)
-        timings["fit_s"] = round(time.perf_counter() - tic, 3)
-        if history is None or not len(history):
-            history = pd.DataFrame(columns=["epoch", "train_loss", "val_loss"])
-        run.write_history(history)
-
-        tic = time.perf_counter()
-        test_times = task.times("test")
-        rec = model.predict(task, test_times)
-        timings["predict_s"] = round(time.perf_counter() - tic, 3)
-        pred = prediction_dataset(task, rec, test_times)
-        run.write_prediction(pred)
-        weights = model.state_dict()
-        if weights:
-            run.write_weights(weights)
-
-        tic = time.perf_counter()
-        scores = score_mapping(pred[str(task.truth.name)], pred["truth"], task.mask)
-        timings["score_s"] = round(time.perf_counter() - tic, 3)
-        run.write_metrics(scores)
-        timings["total_s"] = round(time.perf_counter() - t0, 3)
-        run.update(status="done", finished=now_iso(), timings=timings,
-                   periods={k: [str(a.date()), str(b.date())] for k, (a, b) in task.periods.items()})
-    except KeyboardInterrupt:
-        run.update(status="cancelled", finished=now_iso(), error="interrupted (Ctrl-C)")
-        raise
-    except OceanLabError as exc:
-        timings["total_s"] = round(time.perf_counter() - t0, 3)
-        run.update(status="failed", finished=now_iso(), timings=timings, error=str(exc), error_kind="input")
-    except Exception as exc:  # a bug, not bad input: keep the traceback for the report
-        timings["total_s"] = round(time.perf_counter() - t0, 3)
-        run.update(status="failed", finished=now_iso(), timings=timings,
-                   error=f"{type(exc).__name__}: {exc}", error_kind="internal",
-                   traceback=traceback.format_exc())
+    with supervised(run) as supervision:
+        try:
+            run.update(status="running", started=now_iso(), pid=os.getpid(), worker=identity(),
+                       versions=package_versions())
+            if run.cancel_requested() is not None:
+                raise RunCancelled(signal.SIGTERM)
+            _execute(config, run, timings, t0)
+        except RunCancelled as exc:
+            _record_end(run, t0, timings, status="cancelled", error=f"cancelled ({exc} by the worker)")
+        except KeyboardInterrupt:
+            _record_end(run, t0, timings, status="cancelled", error="cancelled (interrupted, Ctrl-C)")
+        except SystemExit as exc:  # a library called sys.exit (Lightning does on Ctrl-C)
+            if supervision.signum is not None:
+                name = signal.Signals(supervision.signum).name
+                _record_end(run, t0, timings, status="cancelled", error=f"cancelled ({name} received)")
+            else:
+                _record_end(run, t0, timings, status="failed", error_kind="internal",
+                            error=f"the worker exited during the run (SystemExit {exc.code!r})",
+                            traceback=traceback.format_exc())
+        except OceanLabError as exc:
+            _record_end(run, t0, timings, status="failed", error=str(exc), error_kind="input")
+        except MemoryError:
+            _record_end(run, t0, timings, status="failed", error_kind="input",
+                        error="out of memory: the run needs more memory than this machine has; "
+                              "use a smaller region, period or batch, or lower limits.max_memory_gb "
+                              "so that such runs are refused before they start")
+        except BaseException as exc:  # a bug, not bad input: keep the traceback for the report
+            _record_end(run, t0, timings, status="failed", error_kind="internal",
+                        error=f"{type(exc).__name__}: {exc}".strip().splitlines()[0],
+                        traceback=traceback.format_exc())
     return run
 
 
+def _execute(config: ExperimentConfig, run: Run, timings: dict, t0: float) -> None:
+    from metrics import score_mapping
+
+    torch.manual_seed(config.train.seed)
+    np.random.seed(config.train.seed % 2**32)
+    device = choose_device(config.train.device)
+    path = resolve_data_path(config)
+    run.update(device=describe(device))
+    estimate = resources.check_before_loading(config, path)
+    run.update(data={"path": str(path), "fingerprint": fingerprint(path)},
+               memory={"limit_bytes": resources.limit_bytes(config), "estimate_bytes": estimate})
+
+    tic = time.perf_counter()
+    task = build_task(config, path)
+    timings["load_s"] = round(time.perf_counter() - tic, 3)
+
+    model_cls = registry.get(config.model.name)
+    if task.kind not in model_cls.tasks:
+        raise OceanLabError(f"model {config.model.name!r} does not support task {task.kind!r}")
+    model = model_cls(config.model, device=device, seed=config.train.seed)
+    estimate = resources.check_model(config, model, task, str(path))
+    run.update(memory={"limit_bytes": resources.limit_bytes(config), "estimate_bytes": estimate})
+
+    rows: list[dict] = []
+
+    def progress(row: dict) -> None:
+        rows.append(row)
+        run.write_history(pd.DataFrame(rows))
+        run.update(progress={k: row[k] for k in ("epoch", "epochs") if k in row})
+
+    tic = time.perf_counter()
+    history = model.fit(task, epochs=config.train.epochs, progress=progress)
+    timings["fit_s"] = round(time.perf_counter() - tic, 3)
+    if history is None or not len(history):
+        history = pd.DataFrame(columns=["epoch", "train_loss", "val_loss"])
+    run.write_history(history)
+
+    tic = time.perf_counter()
+    test_times = task.times("test")
+    rec = model.predict(task, test_times)
+    timings["predict_s"] = round(time.perf_counter() - tic, 3)
+    pred = prediction_dataset(task, rec, test_times)
+    run.write_prediction(pred)
+    weights = model.state_dict()
+    if weights:
+        run.write_weights(weights)
+
+    tic = time.perf_counter()
+    scores = score_mapping(pred[str(task.truth.name)], pred["truth"], task.mask)
+    timings["score_s"] = round(time.perf_counter() - tic, 3)
+    run.write_metrics(scores)
+    _record_end(run, t0, timings, status="done",
+                periods={k: [str(a.date()), str(b.date())] for k, (a, b) in task.periods.items()})

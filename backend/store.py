@@ -14,6 +14,11 @@ Layout of ``<runs_dir>/<run_id>/``:
     weights of learned models.
 ``history.csv``
     one row per epoch (epoch, train_loss, val_loss, …).
+``heartbeat.json``
+    written every few seconds by the process executing the run (pid, host, time); readers
+    use it and the recorded worker identity to tell a live run from a lost one.
+``cancel.request``
+    written by another process to ask the worker to stop; the worker polls it.
 
 Every file is written to a temporary name in the same folder and renamed, so another process
 (the dashboard) reading while a worker writes sees either the old or the new file, never half.
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -42,6 +48,27 @@ METRICS_FILE = "metrics.json"
 PREDICTION_FILE = "prediction.nc"
 WEIGHTS_FILE = "model.safetensors"
 HISTORY_FILE = "history.csv"
+HEARTBEAT_FILE = "heartbeat.json"
+CANCEL_FILE = "cancel.request"
+ACTIVE = ("queued", "running")
+#: Run ids: letters, digits, dot, dash and underscore only (no path separators, no "..").
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def check_run_id(run_id: object) -> str:
+    """``run_id`` if it is a valid run id, else RunError (one line, no filesystem access)."""
+    text = str(run_id) if run_id is not None else ""
+    if not RUN_ID_PATTERN.fullmatch(text) or set(text) <= {"."}:
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise RunError(f"invalid run id {shown!r}: use only letters, digits, '.', '_' and '-'")
+    return text
+
+
+def _file_mode() -> int:
+    """Mode of new run files: what the umask allows, and always readable by the group."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o666 & ~umask) | 0o640
 
 
 def now_iso() -> str:
@@ -53,6 +80,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _file_mode())  # mkstemp creates 0600; run files are for the group too
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -68,12 +96,22 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def _json_load(path: Path) -> dict:
+    """The JSON object in ``path``; RunError (one line) for anything else on disk."""
     try:
-        return json.loads(path.read_text())
+        content = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise RunError(f"{path}: missing") from None
+    except UnicodeDecodeError:
+        raise RunError(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise RunError(f"{path}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise RunError(f"{path}: JSON nested too deeply") from None
+    except OSError as exc:
+        raise RunError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not isinstance(content, dict):
+        raise RunError(f"{path}: expected a JSON object, found {type(content).__name__}")
+    return content
 
 
 def new_run_id(model: str) -> str:
@@ -93,7 +131,20 @@ class Run:
 
     # -- run.json -----------------------------------------------------------------------
     def info(self) -> dict:
-        return _json_load(self.path / RUN_FILE)
+        """run.json as a dict; RunError when it is missing or not a run record."""
+        info = _json_load(self.path / RUN_FILE)
+        for key in ("config", "timings", "progress", "data", "worker"):
+            if info.get(key) is not None and not isinstance(info[key], dict):
+                raise RunError(f"{self.path / RUN_FILE}: {key!r} is a "
+                               f"{type(info[key]).__name__}, expected an object")
+        for key in ("model", "task", "data", "train"):
+            section = (info.get("config") or {}).get(key)
+            if section is not None and not isinstance(section, dict):
+                raise RunError(f"{self.path / RUN_FILE}: config.{key} is a "
+                               f"{type(section).__name__}, expected an object")
+        if not isinstance(info.get("status", ""), str):
+            raise RunError(f"{self.path / RUN_FILE}: status is not a string")
+        return info
 
     def update(self, **fields: Any) -> dict:
         """Merge ``fields`` into run.json (read, update, atomic rewrite)."""
@@ -111,6 +162,27 @@ class Run:
     def metrics(self) -> dict:
         p = self.path / METRICS_FILE
         return _json_load(p) if p.exists() else {}
+
+    # -- liveness -----------------------------------------------------------------------
+    def write_heartbeat(self, payload: dict) -> None:
+        atomic_write_json(self.path / HEARTBEAT_FILE, payload)
+
+    def heartbeat(self) -> dict | None:
+        """The last heartbeat of the worker, or None when there is none (or it is unreadable)."""
+        try:
+            return _json_load(self.path / HEARTBEAT_FILE)
+        except RunError:
+            return None
+
+    def request_cancel(self, reason: str = "cancelled by the user") -> None:
+        """Ask the worker to stop (it polls for this file); never touches run.json."""
+        atomic_write_json(self.path / CANCEL_FILE, {"time": now_iso(), "reason": reason})
+
+    def cancel_requested(self) -> dict | None:
+        try:
+            return _json_load(self.path / CANCEL_FILE)
+        except RunError:
+            return None
 
     def write_metrics(self, metrics: dict) -> None:
         atomic_write_json(self.path / METRICS_FILE, metrics)
@@ -166,48 +238,77 @@ class RunStore:
 
     def create(self, config: dict, run_id: str | None = None, status: str = "queued") -> Run:
         """Make a new run folder with a run.json holding ``config`` and ``status``."""
-        run_id = run_id or new_run_id(str(config.get("model", {}).get("name", "run")))
-        path = self.root / run_id
-        path.mkdir(parents=True, exist_ok=False)
+        model = str((config.get("model") or {}).get("name", "run"))
+        run_id = run_id if run_id is not None else new_run_id(re.sub(r"[^A-Za-z0-9._-]", "_", model) or "run")
+        path = self.path_of(run_id)
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise RunError(f"run {run_id!r} already exists in {self.root}") from None
+        except OSError as exc:
+            raise RunError(f"{self.root}: cannot create a run folder here "
+                           f"({exc.strerror or exc})") from None
         run = Run(path)
         run.update(id=run_id, status=status, config=config, created=now_iso())
         return run
 
-    def get(self, run_id: str) -> Run:
+    def path_of(self, run_id: str) -> Path:
+        """The folder of ``run_id``, checked: a valid id whose folder lies inside the store."""
+        run_id = check_run_id(run_id)
         path = self.root / run_id
-        if not (path / RUN_FILE).exists():
+        root = self.root.resolve()
+        if path.is_symlink() or path.resolve().parent != root:
+            raise RunError(f"run {run_id!r} is not a folder of the run store {self.root}")
+        return path
+
+    def get(self, run_id: str) -> Run:
+        path = self.path_of(run_id)
+        if not (path / RUN_FILE).is_file():
             raise RunError(f"no run {run_id!r} in {self.root}")
         return Run(path)
 
     def runs(self) -> list[Run]:
-        """Runs newest first; folders without a readable run.json are skipped."""
+        """Runs newest first: every folder with a valid id holding a run.json (readable or not)."""
         if not self.root.is_dir():
             return []
-        found = [Run(p) for p in self.root.iterdir() if (p / RUN_FILE).is_file()]
+        found = [Run(p) for p in self.root.iterdir()
+                 if RUN_ID_PATTERN.fullmatch(p.name) and not p.is_symlink()
+                 and (p / RUN_FILE).is_file()]
         return sorted(found, key=lambda r: r.id, reverse=True)
 
     def table(self) -> pd.DataFrame:
-        """One row per run: id, status, task, model, created, duration and scores."""
+        """One row per run: id, status, task, model, created, duration and scores.
+
+        A run whose files cannot be read is a row with status ``unreadable`` and the reason
+        in ``error``; a queued/running run whose worker is gone is recorded as failed first
+        (see :func:`backend.liveness.refresh`).
+        """
+        from backend.liveness import refresh
+
         rows = []
         for run in self.runs():
             try:
-                info = run.info()
+                info = refresh(run)
                 metrics = run.metrics()
             except RunError as exc:
                 rows.append({"id": run.id, "status": "unreadable", "error": str(exc)})
                 continue
-            cfg = info.get("config", {})
+            cfg = info.get("config") or {}
             row = {
                 "id": run.id,
                 "status": info.get("status"),
-                "task": cfg.get("task", {}).get("name"),
-                "model": cfg.get("model", {}).get("name"),
+                "task": (cfg.get("task") or {}).get("name"),
+                "model": (cfg.get("model") or {}).get("name"),
                 "created": info.get("created"),
                 "seconds": (info.get("timings") or {}).get("total_s"),
             }
-            row.update({k: v for k, v in metrics.items() if not isinstance(v, dict | list)})
+            if info.get("status") in ("failed", "cancelled") and info.get("error"):
+                row["error"] = str(info["error"])
+            row.update({k: v for k, v in metrics.items()
+                        if k not in row and not isinstance(v, dict | list)})
             rows.append(row)
         return pd.DataFrame(rows)
 
     def delete(self, run_id: str) -> None:
+        """Delete one run folder (a valid id inside the store, holding a run.json)."""
         shutil.rmtree(self.get(run_id).path)

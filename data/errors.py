@@ -21,3 +21,7 @@ class ConfigError(OceanLabError):
 
 class RunError(OceanLabError):
     """A run cannot be found, read or written."""
+
+
+class ResourceError(OceanLabError):
+    """A run would need more memory (or another resource) than the configured limit."""

@@ -22,7 +22,7 @@ ProgressFn = Callable[[dict], None]
 class ModelParams(BaseModel):
     """Base of every model's parameters: typed, validated, forbids unknown keys."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     #: The registry name; subclasses narrow it to ``Literal["their-name"]``.
     name: str = ""
@@ -63,3 +63,9 @@ class Mapper(ABC):
     def state_dict(self) -> dict[str, torch.Tensor] | None:
         """Weights to save with the run (None for methods without weights)."""
         return None
+
+    def memory_estimate(self, task: InterpolationTask) -> dict[str, int]:
+        """Bytes that :meth:`fit` and :meth:`predict` need on ``task`` beyond its fields,
+        by part (``{"covariances": …}``); the backend refuses a run over its memory limit
+        before fitting. The default, for light methods, is nothing."""
+        return {}

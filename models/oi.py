@@ -359,6 +359,24 @@ class OIMapper(Mapper):
     tasks = ("interpolation",)
     trainable = False
 
+    def memory_estimate(self, task) -> dict[str, int]:
+        """The largest window's covariance and Cholesky factor (or the batch budget), the
+        flattened observations, and the float64 output over the test period."""
+        p: OIParams = self.params  # type: ignore[assignment]
+        itemsize = 4 if p.precision == "float32" else 8
+        per_step = task.obs.notnull().sum(("lat", "lon")).values.astype(np.int64)
+        days = _days(task.obs["time"].values, task.obs["time"].values[0])
+        test = _days(task.times("test").values, task.obs["time"].values[0])
+        cum = np.concatenate([[0], np.cumsum(per_step)])
+        lo = np.searchsorted(days, test - 2 * p.lt_days, side="right")
+        hi = np.searchsorted(days, test + 2 * p.lt_days, side="left")
+        m = int((cum[hi] - cum[lo]).max(initial=0))
+        n_lat, n_lon = task.truth.sizes["lat"], task.truth.sizes["lon"]
+        solve = max(min(DEFAULT_MAX_BATCH_BYTES, _bytes_per_day(m, n_lat, n_lon, itemsize) * len(test)),
+                    _bytes_per_day(m, n_lat, n_lon, itemsize))
+        return {"covariances": int(solve), "observations": int(cum[-1]) * 8 * 8,
+                "output": 8 * len(test) * n_lat * n_lon}
+
     def predict(self, task, times: pd.DatetimeIndex) -> xr.DataArray:
         """Reconstruction ``(time, lat, lon)`` float32 on ``task``'s grid for ``times``.
 

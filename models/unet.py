@@ -105,6 +105,34 @@ class UNetMapper(Mapper):
         self.net = UNet(2 * params.window, 1, params.base_channels, params.depth).to(device)
         self.norm: Normalisation | None = None
 
+    #: Memory budget of one whole-domain batch (validation and prediction).
+    FULL_BATCH_BYTES = 1 << 30
+
+    def _full_field_bytes(self, n_lat: int, n_lon: int) -> int:
+        """Inference memory of one whole-domain sample: inputs plus the activations alive at
+        once without gradients (skips of every level and a few working tensors)."""
+        p = self.params
+        pad = 2**p.depth
+        hw = (-(-n_lat // pad) * pad) * (-(-n_lon // pad) * pad)
+        return 4 * hw * (2 * p.window + 8 * p.base_channels)
+
+    def full_batch_size(self, n_lat: int, n_lon: int) -> int:
+        """Days per whole-domain batch: up to 8, fewer on large grids (at least 1)."""
+        return int(max(1, min(8, self.FULL_BATCH_BYTES // self._full_field_bytes(n_lat, n_lon))))
+
+    def memory_estimate(self, task: InterpolationTask) -> dict[str, int]:
+        """Window tensors (inputs padded in time, masks, targets and their temporaries), one
+        training batch with its activations and gradients, and one whole-domain batch."""
+        p = self.params
+        n_t, n_lat, n_lon = (int(s) for s in task.truth.shape)
+        field = 4 * n_lat * n_lon
+        tensors = field * (5 * n_t + 2 * (n_t + p.window))
+        side = min(p.patch_size, max(n_lat, n_lon))
+        train = 4 * p.batch_size * side * side * (2 * p.window + 40 * p.base_channels)
+        weights = 4 * 4 * sum(x.numel() for x in self.net.parameters())
+        full = self.full_batch_size(n_lat, n_lon) * self._full_field_bytes(n_lat, n_lon)
+        return {"tensors": tensors, "training batch": train + weights, "whole-domain batch": full}
+
     def fit(self, task: InterpolationTask, epochs: int, progress: ProgressFn | None = None) -> pd.DataFrame:
         p = self.params
         self.norm = Normalisation.from_task(task)
@@ -112,7 +140,9 @@ class UNetMapper(Mapper):
         train = RandomPatchBatches(tensors, task.index("train"), p.patch_size, p.batch_size,
                                    p.steps_per_epoch, seed=self.seed, flips=p.flips,
                                    transposes=p.transposes)
-        val = FullFieldBatches(tensors, task.index("val"), batch_size=max(1, p.batch_size // 2))
+        n_lat, n_lon = task.mask.shape
+        val = FullFieldBatches(tensors, task.index("val"),
+                               batch_size=min(max(1, p.batch_size // 2), self.full_batch_size(n_lat, n_lon)))
         self.net.train()  # a predict() before fit() leaves the network in eval mode
         return fit_network(
             self.net, DataLoader(train, batch_size=None), DataLoader(val, batch_size=None),
@@ -128,7 +158,7 @@ class UNetMapper(Mapper):
         days = all_times.get_indexer(times)
         self.net.eval()
         out = []
-        for x, _, _ in FullFieldBatches(tensors, days, batch_size=8):
+        for x, _, _ in FullFieldBatches(tensors, days, batch_size=self.full_batch_size(*task.mask.shape)):
             out.append(self.net(x)[:, 0].float().cpu().numpy())
         field = np.concatenate(out) * self.norm.std + self.norm.mean
         field = np.where(task.mask.values[None], field, np.nan).astype(np.float32)
