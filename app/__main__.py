@@ -2,6 +2,14 @@
 
 import sys
 
-from app.cli import main
+try:
+    from app.cli import main
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
+except Exception as exc:  # a broken installation: one line, not a traceback
+    print(f"internal error: cannot load the command line ({type(exc).__name__}: {exc})".splitlines()[0],
+          file=sys.stderr)
+    sys.exit(1)
 
 sys.exit(main())

@@ -1,7 +1,20 @@
 """The command line: ``python -m app {generate,inspect,train,config,runs,dashboard}``.
 
 Every command builds the same objects as the dashboard (an :class:`ExperimentConfig`, the
-run store) and calls ``backend``. Bad input prints one line ``error: …`` on stderr and exits 2.
+run store) and calls ``backend``.
+
+Exit codes and what reaches the terminal:
+
+* ``0`` done;
+* ``2`` bad input of any kind: a flag argparse refuses, a config value out of range or of the
+  wrong type, a file or folder that cannot be read or written. stderr holds exactly one line
+  ``error: …`` naming the flag, file or setting and what is valid;
+* ``1`` a bug: one line ``internal error: <Type>: <message> (details in FILE)``, the full
+  traceback in ``FILE`` (``$OCEANLAB_HOME/logs/cli-*.log``, or the temporary folder when the
+  workspace cannot be written); a failed run's own traceback stays in its ``run.json``;
+* ``130`` interrupted (Ctrl-C): one line ``interrupted``.
+
+No traceback reaches the terminal.
 """
 
 from __future__ import annotations
@@ -9,21 +22,157 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shlex
+import signal
 import sys
+import tempfile
+import traceback
+from datetime import datetime
 from pathlib import Path
 
-from data.errors import OceanLabError
+from data.errors import ConfigError, DataError, OceanLabError, RunError
+
+COMMANDS = ("generate", "inspect", "train", "config", "runs", "dashboard")
+#: ``train``/``config`` flags that are shortcuts for a config field.
+FLAG_FIELDS = (("data", "data.path"), ("var", "data.var"), ("obs", "data.obs"),
+               ("epochs", "train.epochs"), ("seed", "train.seed"), ("device", "train.device"))
 
 
+# -- one line on stderr ----------------------------------------------------------------------
+def _one_line(text: object) -> str:
+    """``text`` on one line: line breaks written as ``\\n`` (a user value may hold one)."""
+    return str(text).strip().replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _say(line: str) -> None:
+    try:
+        print(_one_line(line), file=sys.stderr)
+    except (OSError, ValueError):  # stderr closed: nothing more to do
+        pass
+
+
+def _os_error_text(exc: OSError) -> str:
+    where = exc.filename if exc.filename is not None else None
+    what = exc.strerror or type(exc).__name__
+    if where is None:
+        return f"{what}" + (f" ({exc})" if str(exc) and str(exc) != what else "")
+    return f"{where}: {what}"
+
+
+# -- argparse, with one-line errors --------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line ``error: …`` and exit 2 (``--help`` unchanged)."""
+
+    def error(self, message: str):
+        if "required: command" in message:
+            message += f" (one of: {', '.join(COMMANDS)}; see 'python -m app --help')"
+        self.exit(2, f"error: {_one_line(message)}\n")
+
+
+def _nonempty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty (leave the flag out for the default)")
+    if "\x00" in text:
+        raise argparse.ArgumentTypeError("must not contain a NUL character")
+    return text
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 (got {text!r})")
+    return value
+
+
+def _seed(text: str) -> int:
+    from backend.config import SEED_MAX
+
+    value = _int(text)
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(
+            f"a seed is an integer from 0 to 2**63-1 = {SEED_MAX} (got {text!r})")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is an integer from 1 to 65535 (got {text!r})")
+    return value
+
+
+# -- checks of files and folders before anything is written -----------------------------------
+def _writable_dir(path: Path, what: str, error: type[OceanLabError] = RunError,
+                  target: Path | None = None) -> Path:
+    """Create ``path`` (and its parents) if needed and check a file can be written in it.
+
+    ``what`` names the flag or folder in messages; ``target`` is the file to be written in
+    ``path`` when the flag names that file (``--out``).
+    """
+    if target is not None:
+        label, folder = f"{what} {target}", f"its folder {path}"
+    else:
+        label = f"{what} {path}" if what.startswith("--") else f"{what} ({path})"
+        folder = "this folder"
+    try:
+        if path.exists() and not path.is_dir():
+            raise error(f"{label}: {'is a file' if target is None else folder + ' is a file'}, "
+                        f"expected a folder")
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise error(f"{label}: cannot create {folder} ({exc.strerror or exc})") from None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".oceanlab-write-test-", dir=path)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise error(f"{label}: cannot write in {folder} ({exc.strerror or exc})") from None
+    return path
+
+
+def _check_data_file(text: str) -> None:
+    """A data file given by path (not a glob) must exist, be a file and be readable."""
+    if any(c in text for c in "*?["):
+        return  # a glob: the loader says when nothing matches
+    p = Path(text)
+    try:
+        if not p.exists():
+            raise DataError(f"{text}: no such file")
+        if p.is_dir():
+            raise DataError(f"{text}: is a directory, expected a NetCDF file (or a glob such as {text}/*.nc)")
+        if not p.is_file():
+            raise DataError(f"{text}: not a regular file, expected a NetCDF file")
+        with open(p, "rb"):
+            pass
+    except OSError as exc:
+        raise DataError(f"{text}: cannot read this file ({exc.strerror or exc})") from None
+
+
+# -- commands --------------------------------------------------------------------------------
 def _cmd_generate(args) -> int:
     from backend import paths
     from data.osse import generate_osse
 
-    out = Path(args.out) if args.out else paths.builtin_dataset_path(args.seed)
+    out = Path(args.out).expanduser() if args.out is not None else paths.builtin_dataset_path(args.seed)
+    if out.is_dir():
+        raise DataError(f"--out {out}: is a directory; give a file name such as {out / 'osse.nc'}")
+    if out.exists() and not out.is_file():
+        raise DataError(f"--out {out}: exists and is not a regular file; give a file name")
     if args.if_missing and out.exists():
         print(out)
         return 0
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.out is not None:
+        _writable_dir(out.parent, "--out", DataError, target=out)
+    else:
+        _writable_dir(out.parent, "datasets folder", DataError)
     path = generate_osse(out, seed=args.seed, device=args.device)
     print(path)
     return 0
@@ -48,19 +197,47 @@ def _cmd_inspect(args) -> int:
     return 0
 
 
+def _agreed_name(section: str, flag: object, sets: dict, base: dict, config_path: str | None,
+                 default: str) -> object:
+    """The task or model name, which the flag, ``--set`` and the config file must agree on."""
+    sources: list[tuple[str, object]] = []
+    if flag is not None:
+        sources.append((f"--{section} {flag}", flag))
+    key = f"{section}.name"
+    if key in sets:
+        sources.append((f"--set {key}={sets[key]}", sets[key]))
+    if "name" in base.get(section, {}):
+        value = base[section]["name"]
+        sources.append((f"{key}: {value} in {config_path}", value))
+    for label, value in sources[1:]:
+        if value != sources[0][1]:
+            raise ConfigError(f"{sources[0][0]} contradicts {label}; give the {section} once")
+    return sources[0][1] if sources else default
+
+
 def _config_from_args(args):
+    """The config of ``train``/``config``: the ``--config`` file, then the flags and ``--set``.
+
+    A flag and a ``--set`` of the same field must agree, and so must the model (task) name
+    wherever it is given (``--model``, ``--set model.name``, the file); the first
+    contradiction is a ConfigError naming both.
+    """
     from backend.config import build_config, load_yaml, parse_set
 
-    base = load_yaml(args.config) if getattr(args, "config", None) else {}
+    config_path = getattr(args, "config", None)
+    base = load_yaml(config_path) if config_path is not None else {}
+    sets = parse_set(getattr(args, "set", None) or [])
     overrides = {}
-    for flag, key in (("data", "data.path"), ("var", "data.var"), ("obs", "data.obs"),
-                      ("epochs", "train.epochs"), ("seed", "train.seed"), ("device", "train.device")):
+    for flag, key in FLAG_FIELDS:
         value = getattr(args, flag, None)
-        if value is not None:
-            overrides[key] = value
-    overrides.update(parse_set(getattr(args, "set", None) or []))
-    model = args.model or (base.get("model") or {}).get("name") or "oi"
-    task = args.task or (base.get("task") or {}).get("name") or "interpolation"
+        if value is None:
+            continue
+        if key in sets and sets[key] != value:
+            raise ConfigError(f"--{flag} {value} contradicts --set {key}={sets[key]}; give it once")
+        overrides[key] = value
+    overrides.update(sets)
+    model = _agreed_name("model", args.model, sets, base, config_path, "oi")
+    task = _agreed_name("task", args.task, sets, base, config_path, "interpolation")
     return build_config(task=task, model=model, base=base, overrides=overrides)
 
 
@@ -74,10 +251,14 @@ def _cmd_train(args) -> int:
     from backend.runner import execute
     from backend.store import RunStore
 
+    # Everything that can be refused is checked before the run folder exists.
     config = _config_from_args(args)
-    if config.data.path and not Path(config.data.path).exists() and not any(c in config.data.path for c in "*?["):
-        raise OceanLabError(f"{config.data.path}: no such file")
-    store = RunStore(paths.runs_dir(args.runs_dir))
+    if config.data.path:
+        _check_data_file(config.data.path)
+    elif not paths.builtin_dataset_path().exists():
+        _writable_dir(paths.datasets_dir(), "datasets folder", DataError)
+    root = _writable_dir(paths.runs_dir(args.runs_dir), "--runs-dir" if args.runs_dir else "runs folder")
+    store = RunStore(root)
     run = execute(config, store)
     info = run.info()
     metrics = run.metrics()
@@ -92,10 +273,14 @@ def _cmd_train(args) -> int:
         for k, why in (metrics.get("notes") or {}).items():
             print(f"  {k:>16}: null ({why})")
     if info.get("error"):
-        hint = f" (traceback in {run.path / 'run.json'})" if info.get("error_kind") == "internal" else ""
-        print(f"error: {info['error']}{hint}", file=sys.stderr)
+        if info.get("error_kind") == "internal":
+            _say(f"internal error: {info['error']} (details in {run.path / 'run.json'})")
+        else:
+            _say(f"error: {info['error']}")
     if info["status"] == "done":
         return 0
+    if info["status"] == "cancelled":  # stopped by a signal: the shell's 128 + signal number
+        return 128 + (signal.SIGTERM if "SIGTERM" in str(info.get("error")) else signal.SIGINT)
     return 2 if info.get("error_kind") == "input" else 1
 
 
@@ -103,7 +288,14 @@ def _cmd_runs(args) -> int:
     from backend import paths
     from backend.store import RunStore
 
-    table = RunStore(paths.runs_dir(args.runs_dir)).table()
+    root = paths.runs_dir(args.runs_dir)
+    label = f"--runs-dir {root}" if args.runs_dir else f"runs folder ({root})"
+    if root.exists() and not root.is_dir():
+        raise RunError(f"{label}: is a file, expected a folder")
+    try:
+        table = RunStore(root).table()
+    except OSError as exc:
+        raise RunError(f"{label}: cannot read ({_os_error_text(exc)})") from None
     if args.json:
         print(table.to_json(orient="records"))
         return 0
@@ -130,40 +322,42 @@ def _cmd_dashboard(args) -> int:
     repo = Path(__file__).resolve().parent.parent
     # From the repository root so that .streamlit/config.toml (offline settings) is read.
     return subprocess.call([sys.executable, "-m", "streamlit", "run", str(repo / "app" / "Home.py"),
-                            "--server.port", str(args.port), "--server.headless", "true"], cwd=repo)
+                            "--server.port", str(args.port), "--server.address", args.address,
+                            "--server.headless", "true"], cwd=repo)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m app", description="OceanLab command line")
+    p = _Parser(prog="python -m app", description="OceanLab command line")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", help="write the built-in OSSE NetCDF (QG truth + nadir tracks)")
-    g.add_argument("--out", help="output path (default: $OCEANLAB_HOME/datasets/osse_gulfstream_seed<N>.nc)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", type=_nonempty,
+                   help="output path (default: $OCEANLAB_HOME/datasets/osse_gulfstream_seed<N>.nc)")
+    g.add_argument("--seed", type=_seed, default=0, help="0 to 2**63-1")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     g.add_argument("--if-missing", action="store_true", help="do nothing when the file exists")
     g.set_defaults(func=_cmd_generate)
 
     i = sub.add_parser("inspect", help="describe a NetCDF file: variables, grid, time, ocean fraction")
-    i.add_argument("file")
+    i.add_argument("file", type=_nonempty)
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=_cmd_inspect)
 
     def experiment_flags(sp, with_run_flags: bool):
-        sp.add_argument("--task", default=None, help="interpolation")
-        sp.add_argument("--model", default=None, help="registered model name (oi, unet)")
-        sp.add_argument("--config", help="YAML file with data/task/model/train sections")
+        sp.add_argument("--task", type=_nonempty, default=None, help="interpolation")
+        sp.add_argument("--model", type=_nonempty, default=None, help="registered model name (oi, unet)")
+        sp.add_argument("--config", type=_nonempty, help="YAML file with data/task/model/train/limits sections")
         sp.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE", default=[],
                         help="override any config field, e.g. --set model.lt_days=7")
         if with_run_flags:
-            sp.add_argument("--data", help="NetCDF file or glob (default: the built-in OSSE)")
-            sp.add_argument("--var", help="variable to reconstruct")
-            sp.add_argument("--obs", help="observation variable, or 'simulation'")
-            sp.add_argument("--epochs", type=int)
-            sp.add_argument("--seed", type=int)
+            sp.add_argument("--data", type=_nonempty, help="NetCDF file or glob (default: the built-in OSSE)")
+            sp.add_argument("--var", type=_nonempty, help="variable to reconstruct")
+            sp.add_argument("--obs", type=_nonempty, help="observation variable, or 'simulation'")
+            sp.add_argument("--epochs", type=_positive_int)
+            sp.add_argument("--seed", type=_seed, help="0 to 2**63-1")
             sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
-            sp.add_argument("--runs-dir", help="run store folder (default: $OCEANLAB_HOME/runs)")
+            sp.add_argument("--runs-dir", type=_nonempty, help="run store folder (default: $OCEANLAB_HOME/runs)")
             sp.add_argument("--json", action="store_true", help="print one JSON object")
 
     t = sub.add_parser("train", help="train/fit a model, predict the test period, score, save the run")
@@ -175,30 +369,95 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_cmd_config)
 
     r = sub.add_parser("runs", help="list saved runs with status and scores")
-    r.add_argument("--runs-dir")
+    r.add_argument("--runs-dir", type=_nonempty)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=_cmd_runs)
 
     w = sub.add_parser("worker", help=argparse.SUPPRESS)
-    w.add_argument("run_dir")
+    w.add_argument("run_dir", type=_nonempty)
     w.set_defaults(func=_cmd_worker)
 
     d = sub.add_parser("dashboard", help="start the Streamlit dashboard")
-    d.add_argument("--port", type=int, default=8501)
+    d.add_argument("--port", type=_port, default=8501)
+    d.add_argument("--address", type=_nonempty, default="127.0.0.1",
+                   help="interface to listen on (default 127.0.0.1: this machine only; see the "
+                        "README before opening it to a network)")
     d.set_defaults(func=_cmd_dashboard)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+# -- the entry point ---------------------------------------------------------------------------
+def _exit_code(exc: SystemExit) -> int:
+    if exc.code is None:
+        return 0
+    return exc.code if isinstance(exc.code, int) else 1
+
+
+def write_crash_log(argv: list[str], exc: BaseException) -> Path | None:
+    """Write the traceback of ``exc`` to ``$OCEANLAB_HOME/logs/cli-<time>-*.log`` (or the
+    temporary folder when the workspace cannot be written); the file, or None."""
+    text = (f"command: python -m app {shlex.join(argv)}\n"
+            f"time: {datetime.now().isoformat(timespec='seconds')}\n"
+            f"cwd: {os.getcwd()}\npython: {sys.version.split()[0]} ({sys.executable})\n\n"
+            + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    folders = []
     try:
+        from backend import paths
+
+        folders.append(paths.home() / "logs")
+    except Exception:  # the workspace itself is broken: the temporary folder still works
+        pass
+    folders.append(Path(tempfile.gettempdir()) / "oceanlab-logs")
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f"cli-{stamp}-", suffix=".log", dir=folder)
+            with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
+                fh.write(text)
+            return Path(name)
+        except OSError:
+            continue
+    return None
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe (``… | head``): send the rest of stdout nowhere, quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit code (see the module docstring)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # --help (0) or a one-line usage error (2)
+            return _exit_code(exc)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s")
         return args.func(args)
     except OceanLabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}")
+        return 2
+    except BrokenPipeError:
+        _silence_stdout()
+        return 1
+    except OSError as exc:
+        _say(f"error: {_os_error_text(exc)}")
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _say("interrupted")
         return 130
+    except SystemExit:
+        raise
+    except BaseException as exc:  # a bug: one line here, the traceback in a log file
+        log = write_crash_log(argv, exc)
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        where = f"details in {log}" if log else "the traceback could not be saved"
+        _say(f"internal error: {type(exc).__name__}{': ' + message if message else ''} ({where})")
+        return 1

@@ -5,11 +5,18 @@ widgets or flags. The config serialises completely into ``run.json`` and back.
 
 Sections: ``data`` (which file and variables), ``task`` (what to reconstruct and how time is
 split), ``model`` (the registered model's own parameters, with its ``name``), ``train``
-(epochs, seed, device).
+(epochs, seed, device), ``limits`` (resources a run may use).
+
+Every number must be finite (``.inf`` and ``nan`` are refused), every seed is an integer
+from 0 to 2**63 - 1 (it is stored in NetCDF attributes as a signed 64-bit integer), and a
+text field that is given must not be empty (leave it out, or null, for the default).
 """
 
 from __future__ import annotations
 
+import os
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,21 +29,43 @@ from models.base import ModelParams
 
 TASKS = ("interpolation",)
 
+#: Largest seed: seeds are written to NetCDF attributes as signed 64-bit integers.
+SEED_MAX = 2**63 - 1
+#: Sections whose value may be written as a plain name (``model: unet`` = ``{name: unet}``).
+NAMED_SECTIONS = ("task", "model")
+
+
+def _check_seed(value: int) -> int:
+    if not 0 <= value <= SEED_MAX:
+        raise ValueError(f"a seed is an integer from 0 to 2**63-1 = {SEED_MAX}")
+    return value
+
+
+def _check_text(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise ValueError("must not be empty (leave it out, or null, for the default)")
+    if value is not None and "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(_Section):
     path: str | None = Field(
-        None, description="NetCDF file or glob; empty = the built-in OSSE dataset")
+        None, description="NetCDF file or glob; unset (null) = the built-in OSSE dataset")
     var: str | None = Field(
         None, description="variable to reconstruct; default: the dataset's truth variable or its first")
     obs: str | None = Field(
         None, description="observation variable, or 'simulation' to sample `var` along nadir "
                           "tracks; default: the dataset's observation variable, else 'simulation'")
     obs_noise: float = Field(0.02, ge=0, description="noise (data units) of simulated observations")
-    obs_seed: int = Field(0, description="seed of the simulated observations")
+    obs_seed: int = Field(0, ge=0, description="seed of the simulated observations")
+
+    _texts = field_validator("path", "var", "obs")(_check_text)
+    _seeds = field_validator("obs_seed")(_check_seed)
 
 
 class TaskConfig(_Section):
@@ -46,15 +75,25 @@ class TaskConfig(_Section):
     val_period: str | None = Field(None, description="'YYYY-MM-DD/YYYY-MM-DD' or automatic")
     train_period: str | None = Field(None, description="'YYYY-MM-DD/YYYY-MM-DD' or automatic")
     gap_days: int = Field(
-        7, ge=0, description="days left out between automatic splits so they are not correlated")
-    min_days: int = Field(10, ge=3, description="fewest time steps the task accepts")
+        7, ge=0, le=36_500, description="days left out between automatic splits so they are not correlated")
+    min_days: int = Field(10, ge=3, le=10_000_000, description="fewest time steps the task accepts")
+
+    _texts = field_validator("test_period", "val_period", "train_period")(_check_text)
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(40, ge=1, description="training epochs (learned models only)")
-    seed: int = Field(0, description="seed of every random choice in the run")
+    epochs: int = Field(40, ge=1, le=1_000_000, description="training epochs (learned models only)")
+    seed: int = Field(0, ge=0, description="seed of every random choice in the run (0 to 2**63-1)")
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="'auto' uses the GPU when there is one")
+
+    _seeds = field_validator("seed")(_check_seed)
+
+
+class LimitsConfig(_Section):
+    max_memory_gb: float | None = Field(
+        None, gt=0, description="refuse a run whose estimated memory exceeds this (GB); "
+                                "default: half of this machine's memory")
 
 
 class ExperimentConfig(_Section):
@@ -62,6 +101,7 @@ class ExperimentConfig(_Section):
     task: TaskConfig = Field(default_factory=TaskConfig)
     model: SerializeAsAny[ModelParams]
     train: TrainConfig = Field(default_factory=TrainConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @field_validator("model", mode="before")
     @classmethod
@@ -72,6 +112,8 @@ class ExperimentConfig(_Section):
             value = {"name": value}
         if not isinstance(value, dict) or "name" not in value:
             raise ValueError("model needs a 'name' (e.g. {name: oi})")
+        if not isinstance(value["name"], str):
+            raise ValueError(f"model name must be a text such as 'oi' (got {value['name']!r})")
         return registry.get(value["name"]).Params(**value)
 
     def to_dict(self) -> dict:
@@ -81,14 +123,103 @@ class ExperimentConfig(_Section):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+#: Section name → its class (``model`` is the registered model's ``Params``).
+SECTIONS: tuple[str, ...] = tuple(ExperimentConfig.model_fields)
+_SECTION_CLASSES: dict[str, type[BaseModel]] = {
+    "data": DataConfig, "task": TaskConfig, "train": TrainConfig, "limits": LimitsConfig}
+
+
+def max_memory_bytes(config: ExperimentConfig) -> int:
+    """The most memory (bytes) a run of ``config`` may need: ``limits.max_memory_gb``
+    (GB = 2**30 bytes, as :mod:`backend.resources` counts) when set, else half of this
+    machine's physical memory."""
+    if config.limits.max_memory_gb is not None:
+        return int(config.limits.max_memory_gb * 2**30)
+    return physical_memory_bytes() // 2
+
+
+def physical_memory_bytes() -> int:
+    """Total physical memory of this machine (bytes); 8 GB when it cannot be read."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if total > 0:
+            return int(total)
+    except (AttributeError, ValueError, OSError):
+        pass
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except Exception:  # psutil missing or unsupported platform
+        return 8 * 10**9
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _one_line(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
         got = err.get("input")
-        got_text = f" (got {got!r})" if not isinstance(got, dict | list) else ""
-        parts.append(f"{loc}: {err['msg']}{got_text}")
+        got_text = f" (got {_short(got)})" if not isinstance(got, dict | list) else ""
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}{got_text}")
     return "invalid configuration: " + "; ".join(parts)
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__ if value is not None else "null"
+
+
+def normalise_sections(base: Any, where: str | None = None) -> dict[str, dict]:
+    """Check the shape of a config dict (a YAML file's content) and copy it.
+
+    ``where`` names the origin in messages (the file). Each section must be a mapping of
+    fields, or empty; ``task`` and ``model`` may also be a plain name (``model: unet``).
+    Raises ConfigError naming the section otherwise, or for an unknown section.
+    """
+    at = f"{where}: " if where else ""
+    if base is None:
+        return {}
+    if not isinstance(base, dict):
+        raise ConfigError(f"{at}expected a mapping of sections ({', '.join(SECTIONS)}), "
+                          f"got {_type_name(base)}")
+    out: dict[str, dict] = {}
+    for key, value in base.items():
+        if key not in SECTIONS:
+            raise ConfigError(f"{at}unknown config section {str(key)!r}; "
+                              f"sections are: {', '.join(SECTIONS)}")
+        if value is None:
+            value = {}
+        elif isinstance(value, str) and key in NAMED_SECTIONS:
+            value = {"name": value}
+        if not isinstance(value, dict):
+            example = "{name: oi, ...}" if key == "model" else "{field: value, ...}"
+            raise ConfigError(f"{at}config section {key!r} must be a mapping of fields such as "
+                              f"{example}, got {_type_name(value)} {_short(value)}")
+        out[key] = dict(value)
+    return out
+
+
+def _annotation_kinds(annotation: Any) -> set:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return {a for a in typing.get_args(annotation) if a is not type(None)}
+    return {annotation}
+
+
+def _check_fields(section: str, cls: type[BaseModel], values: dict, owner: str) -> None:
+    """Unknown fields and booleans given for numbers: ConfigError listing the valid fields."""
+    fields = cls.model_fields
+    for key in sorted(values, key=str):
+        if key not in fields:
+            valid = ", ".join(f for f in fields if not (section == "model" and f == "name"))
+            raise ConfigError(f"{section}.{key}: not a {owner}; valid: {valid}")
+        kinds = _annotation_kinds(fields[key].annotation)
+        if isinstance(values[key], bool) and bool not in kinds and kinds & {int, float}:
+            raise ConfigError(f"{section}.{key}: expected a number, got {values[key]!r}")
 
 
 def build_config(
@@ -111,30 +242,39 @@ def build_config(
     """
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
-    raw: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else v for k, v in (base or {}).items()}
-    unknown = set(raw) - set(ExperimentConfig.model_fields)
-    if unknown:
-        raise ConfigError(f"unknown config section {sorted(unknown)[0]!r}; "
-                          f"sections are: {', '.join(ExperimentConfig.model_fields)}")
+    raw = normalise_sections(base)
     raw.setdefault("task", {}).setdefault("name", task)
-    model_section = raw.setdefault("model", {})
-    model_section.setdefault("name", model)
+    raw.setdefault("model", {}).setdefault("name", model)
     for key, value in (overrides or {}).items():
         section, _, field = key.partition(".")
-        if not field or section not in ExperimentConfig.model_fields:
+        if not field or section not in SECTIONS:
             raise ConfigError(f"--set {key}: expected section.field with section one of "
-                              f"{', '.join(ExperimentConfig.model_fields)}")
+                              f"{', '.join(SECTIONS)}")
         raw.setdefault(section, {})[field] = value
     name = raw["model"]["name"]
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"model.name: expected a model name such as 'oi' (got {_short(name)}); "
+                          f"choose one of: {', '.join(registry.available())}")
+    if not isinstance(raw["task"]["name"], str):
+        raise ConfigError(f"task.name: expected a task name (got {_short(raw['task']['name'])}); "
+                          f"choose one of: {', '.join(TASKS)}")
     params_cls = registry.get(name).Params
-    bad = set(raw["model"]) - set(params_cls.model_fields)
-    if bad:
-        raise ConfigError(f"model.{sorted(bad)[0]}: not a parameter of model {name!r}; valid: "
-                          f"{', '.join(f for f in params_cls.model_fields if f != 'name')}")
+    for section, values in raw.items():
+        if section == "model":
+            _check_fields(section, params_cls, values, f"parameter of model {name!r}")
+        else:
+            _check_fields(section, _SECTION_CLASSES[section], values, f"field of section {section!r}")
     try:
         return ExperimentConfig(**raw)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc)) from None
+
+
+def _yaml_scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError, RecursionError):
+        return text
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -144,24 +284,38 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: expected section.field=value")
-        try:
-            out[key.strip()] = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
-            out[key.strip()] = text
+        out[key.strip()] = _yaml_scalar(text) if text.strip() else None
     return out
 
 
 def load_yaml(path: str | Path) -> dict:
-    """Read a YAML config file into a dict (ConfigError naming the file on failure)."""
+    """Read a YAML config file into a dict of sections (ConfigError naming the file on failure).
+
+    The shape is checked (see :func:`normalise_sections`): the result maps known section
+    names to dicts.
+    """
     p = Path(path)
     try:
-        content = yaml.safe_load(p.read_text())
+        text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a directory, expected a YAML config file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not a text file (not UTF-8 at byte {exc.start}); "
+                          f"expected a YAML config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read this config file ({exc.strerror or exc})") from None
+    try:
+        content = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(f"{p}: not a usable YAML config ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     if content is None:
         return {}
     if not isinstance(content, dict):
-        raise ConfigError(f"{p}: expected a mapping of sections (data, task, model, train)")
-    return content
+        raise ConfigError(f"{p}: expected a mapping of sections ({', '.join(SECTIONS)}), "
+                          f"got {_type_name(content)}")
+    return normalise_sections(content, where=str(p))

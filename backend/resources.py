@@ -21,7 +21,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 from data.errors import ResourceError
 
@@ -31,17 +30,11 @@ GB = 1024**3
 FIELD_COPIES = 6
 
 
-def machine_memory_bytes() -> int:
-    return int(psutil.virtual_memory().total)
-
-
 def limit_bytes(config) -> int:
     """``limits.max_memory_gb`` of ``config`` in bytes (default: half of the machine)."""
-    limits = getattr(config, "limits", None)
-    gb = getattr(limits, "max_memory_gb", None) if limits is not None else None
-    if gb:
-        return int(float(gb) * GB)
-    return machine_memory_bytes() // 2
+    from backend.config import max_memory_bytes
+
+    return max_memory_bytes(config)
 
 
 def _gb(n: float) -> str:

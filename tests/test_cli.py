@@ -131,3 +131,36 @@ def test_bad_input_is_one_line_and_exit_2(capsys, mock_nc, tmp_path, argv, messa
     assert "Traceback" not in err
     assert _tree_digest(good) == before
     assert json.loads((good / "run.json").read_text())["status"] == "done"
+
+
+def test_config_has_a_limits_section(capsys):
+    code, out, _ = run_cli(capsys, "config", "--model", "oi")
+    assert code == 0 and yaml.safe_load(out)["limits"] == {"max_memory_gb": None}
+    code, out, _ = run_cli(capsys, "config", "--model", "oi", "--set", "limits.max_memory_gb=2.5")
+    assert code == 0 and yaml.safe_load(out)["limits"]["max_memory_gb"] == 2.5
+
+
+def test_max_memory_bytes_is_the_limit_or_half_the_machine():
+    from backend.config import build_config, max_memory_bytes, physical_memory_bytes
+
+    assert max_memory_bytes(build_config(overrides={"limits.max_memory_gb": 2.5})) == int(2.5 * 2**30)
+    assert max_memory_bytes(build_config()) == physical_memory_bytes() // 2 > 0
+
+
+def test_a_bug_inside_a_run_is_one_line_exit_1(capsys, mock_nc, tmp_path, monkeypatch):
+    import backend.runner
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("broken task")
+
+    monkeypatch.setattr(backend.runner, "build_task", broken)
+    runs = tmp_path / "runs"
+    code, out, err = run_cli(capsys, "train", "--data", str(mock_nc), "--model", "oi", "--runs-dir", str(runs))
+    assert code == 1
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("internal error: RuntimeError: broken task (details in ")
+    run_json = next(runs.iterdir()) / "run.json"
+    assert str(run_json) in lines[0]
+    info = json.loads(run_json.read_text())
+    assert info["status"] == "failed" and info["error_kind"] == "internal"
+    assert "Traceback" in info["traceback"] and "Traceback" not in err

@@ -209,7 +209,7 @@ def test_cli_train_ended_by_sigterm_is_cancelled(tmp_path: Path, mock_nc: Path):
     info = json.loads(next(runs.glob("*/run.json")).read_text())
     assert info["status"] == "cancelled" and "SIGTERM" in info["error"]
     assert "Traceback" not in err
-    assert proc.returncode != 0
+    assert proc.returncode == 128 + signal.SIGTERM
 
 
 def test_invalid_config_in_run_json_fails_instead_of_staying_queued(tmp_path: Path):
