@@ -44,6 +44,55 @@ class InterpolationTask:
         return np.flatnonzero((t >= start) & (t <= end))
 
 
+#: Values this large are fill values that the file did not declare (see data.canonical).
+_HUGE = 1e15
+
+
+def _fields(ds: xr.Dataset) -> list[str]:
+    """Numeric variables on the (time, lat, lon) grid, without the mask."""
+    return [str(v) for v in ds.data_vars
+            if v != "mask" and ds[v].dtype.kind in "biuf" and {"lat", "lon"} <= set(ds[v].dims)]
+
+
+def _check_field_var(ds: xr.Dataset, name, what: str, fields: list[str], label: str) -> None:
+    from data.errors import DataError
+
+    available = ", ".join(fields) or "none"
+    if name in fields:
+        return
+    if name is not None and name in ds.data_vars and name != "mask":
+        da = ds[name]
+        if da.dtype.kind not in "biuf":
+            raise DataError(f"{label}: {what} {name!r} holds {da.dtype} values, not numbers; "
+                            f"numeric variables: {available}")
+        raise DataError(f"{label}: {what} {name!r} is not on the latitude/longitude grid (dims "
+                        f"{tuple(map(str, da.dims))}); gridded variables: {available}")
+    skipped = {}
+    try:
+        from data.canonical import skipped_variables
+
+        skipped = skipped_variables(ds)
+    except ImportError:  # pragma: no cover
+        pass
+    if name in skipped:
+        raise DataError(f"{label}: {what} {name!r} holds {skipped[name]} values, not numbers; "
+                        f"numeric variables: {available}")
+    word = "unknown variable" if what == "variable" else f"unknown {what}"
+    raise DataError(f"{label}: {word} {name!r}; available: {available}")
+
+
+def _refuse_fill_values(da: xr.DataArray, name: str, label: str) -> None:
+    """Scores of a field holding undeclared fill values (|x| >= 1e15) would be absurd."""
+    from data.errors import DataError
+
+    with np.errstate(invalid="ignore"):
+        peak = float(np.nanmax(np.abs(np.asarray(da.values))))
+    if peak >= _HUGE:
+        raise DataError(f"{label}: variable {name!r} holds values up to {peak:.3g}, undeclared "
+                        f"fill values; mask them (or open the file with "
+                        f"data.canonical.open_dataset)")
+
+
 def _parse_period(text: str, what: str, label: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     from data.errors import DataError
 
@@ -107,34 +156,57 @@ def build_interpolation_task(
 
     Raises
     ------
-    DataError : unknown variable, too few time steps, empty or overlapping periods.
+    DataError : unknown, non-numeric or off-grid variable; observations that are the truth
+        itself (``obs == var``) or a copy of it; fewer than ``min_days`` time steps or fewer
+        than 2 points along lat or lon; undeclared fill values (|x| >= 1e15) in the truth or
+        the observations; empty or overlapping periods.
     """
     from data.errors import DataError
 
     label = label or str(ds.attrs.get("source_path", "dataset"))
-    fields = [str(v) for v in ds.data_vars if v != "mask"]
-    var = var or ds.attrs.get("oceanlab_truth_var") or (fields[0] if fields else None)
-    if var not in ds.data_vars or var == "mask":
-        raise DataError(f"{label}: unknown variable {var!r}; available: {', '.join(fields)}")
+    fields = _fields(ds)
+    default = ds.attrs.get("oceanlab_truth_var")
+    var = var or (default if default in fields else None) or (fields[0] if fields else None)
+    _check_field_var(ds, var, "variable", fields, label)
     obs = obs or ds.attrs.get("oceanlab_obs_var") or "simulation"
+    if obs == var:
+        raise DataError(f"{label}: the observation variable {obs!r} is the variable to "
+                        f"reconstruct itself; choose another observation variable or "
+                        f"'simulation'")
     n = ds.sizes["time"]
     if n < min_days:
-        raise DataError(f"{label}: only {n} time steps; the interpolation task needs at least {min_days}")
+        raise DataError(f"{label}: only {n} time step{'s' if n != 1 else ''}; the interpolation "
+                        f"task needs at least {min_days}")
+    for dim, what in (("lat", "latitude"), ("lon", "longitude")):
+        if ds.sizes[dim] < 2:
+            raise DataError(f"{label}: the grid has only {ds.sizes[dim]} {what}; the "
+                            f"interpolation task needs at least 2 points along lat and lon")
     truth = ds[var].astype(np.float32)
     mask = truth.notnull().any("time").rename("mask")
     if not bool(mask.any()):
         raise DataError(f"{label}: variable {var!r} is NaN everywhere (all-NaN field)")
+    _refuse_fill_values(truth, var, label)
     if obs == "simulation":
         from data.tracks import sample_along_tracks
 
-        obs_da = sample_along_tracks(truth.load(), noise_std=obs_noise, seed=obs_seed)
+        try:
+            obs_da = sample_along_tracks(truth.load(), noise_std=obs_noise, seed=obs_seed)
+        except DataError as exc:
+            raise DataError(f"{label}: cannot simulate observations of {var!r} ({exc})") from None
     elif obs in ds.data_vars and obs != "mask":
+        _check_field_var(ds, obs, "observation variable", fields, label)
         obs_da = ds[obs].astype(np.float32)
     else:
         raise DataError(f"{label}: unknown observation variable {obs!r}; use one of "
                         f"{', '.join(f for f in fields if f != var) or '(none)'} or 'simulation'")
     if not bool(obs_da.notnull().any()):
         raise DataError(f"{label}: observation variable {obs!r} has no valid value")
+    if obs != "simulation":
+        _refuse_fill_values(obs_da, obs, label)
+        if obs_da.shape == truth.shape and np.array_equal(np.asarray(obs_da.values),
+                                                          np.asarray(truth.values), equal_nan=True):
+            raise DataError(f"{label}: observation variable {obs!r} is identical to {var!r} "
+                            f"(a copy of the truth); choose real observations or 'simulation'")
 
     times = pd.DatetimeIndex(ds["time"].values)
     auto = auto_periods(times, gap_days)

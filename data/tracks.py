@@ -14,9 +14,15 @@ not matter for daily binning). Latitudes are geocentric on a sphere of radius 63
 Samples are taken every ``sample_interval_s`` seconds (1 Hz, about 6–7 km apart).
 
 Only the passes over the field's box are computed: positions are first evaluated every
-``_COARSE_S`` seconds over one repeat cycle, the coarse intervals that can reach the box
-are refined to 1 Hz, and the in-box samples of that cycle are tiled over the requested
-period (exact, because the orbit repeats exactly).
+``_COARSE_S`` seconds, the coarse intervals that can reach the box are refined to 1 Hz, and
+the in-box samples are always computed at their phase in the repeat cycle (six hours of
+the cycle at a time, a few kept in a small cache) and shifted by whole cycles (exact,
+because the orbit repeats exactly).
+
+A gridded field is observed by at most one day of orbit per time step, centred on the
+step's time (the whole step when steps are shorter): a daily record sees every sample once,
+a monthly or yearly record one representative day per step. Cost and memory therefore grow
+with the number of steps and the box, never with the span of the record in seconds.
 """
 
 from __future__ import annotations
@@ -36,6 +42,14 @@ SECONDS_PER_DAY = 86400.0
 _EPOCH = np.datetime64("2000-01-01T00:00:00", "ns")
 #: Step of the coarse pass search (s).
 _COARSE_S = 20
+#: Samples of one repeat cycle kept in memory per mission (32 bytes each).
+_CACHE_POINTS = 100_000
+#: Stretch of a repeat cycle computed at once, and longest stretch of orbit handled at once.
+_BLOCK_S = 6 * 3600
+#: Longest stretch of orbit flown per time step of a field (half on each side of the step).
+_WINDOW = np.timedelta64(86_400_000_000_000, "ns")
+#: Bytes of a field loaded at once while sampling it.
+_LOAD_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -138,35 +152,130 @@ def _in_lon(lon: np.ndarray, west: float, width: float) -> tuple[np.ndarray, np.
     return shifted < width, shifted + west
 
 
-def _cycle_points(mission: Mission, lon_range: tuple[float, float],
-                  lat_range: tuple[float, float]) -> tuple[np.ndarray, ...]:
-    """In-box samples of one repeat cycle: (t_s in [0, cycle), lon, lat, pass_number)."""
-    west, east = lon_range
-    south, north = lat_range
-    width = east - west
-    cycle = mission.repeat_days * int(SECONDS_PER_DAY)
-    step = int(mission.sample_interval_s)
-    coarse = max(step, (_COARSE_S // step) * step)
-    tc = np.arange(0, cycle, coarse, dtype=np.float64)
-    lon_c, lat_c, _ = mission.positions(tc)
-    # any point reached within one coarse interval lies within `reach` of its start
-    reach = (mission.ground_speed_m_s + 470.0) * coarse * 1.05 / EARTH_RADIUS_M  # radians
-    m_lat = math.degrees(reach)
-    phi = math.radians(min(89.9, max(abs(south - m_lat), abs(north + m_lat))))
-    ratio = math.sin(reach) / math.cos(phi)
-    m_lon = 360.0 if ratio >= 1.0 else math.degrees(math.asin(ratio))
-    near = (lat_c >= south - m_lat) & (lat_c <= north + m_lat)
-    if width + 2 * m_lon < 360.0:
-        near &= _in_lon(lon_c, west - m_lon, width + 2 * m_lon)[0]
-    starts = tc[near]
-    if starts.size == 0:
-        empty = np.empty(0)
-        return empty, empty, empty, np.empty(0, dtype=np.int64)
-    t = (starts[:, None] + np.arange(0, coarse, step, dtype=np.float64)[None, :]).ravel()
-    lon, lat, pas = mission.positions(t)
-    inside, lon = _in_lon(lon, west, width)
-    inside &= (lat >= south) & (lat < north)
-    return t[inside], lon[inside], lat[inside], pas[inside]
+class _Orbit:
+    """In-box samples of one mission over its repeat cycle, computed one block (six hours)
+    of the cycle at a time, the most recent blocks kept in a small cache.
+
+    Positions are always evaluated at the cycle phase (seconds since the reference node
+    crossing, modulo the cycle) and shifted by whole cycles, so a sample is the same
+    whichever window asks for it.
+    """
+
+    def __init__(self, mission: Mission, lon_range: tuple[float, float],
+                 lat_range: tuple[float, float], cache_points: int = _CACHE_POINTS):
+        self.mission = mission
+        self.west, east = lon_range
+        self.south, self.north = lat_range
+        self.width = east - self.west
+        self.cycle = mission.repeat_days * int(SECONDS_PER_DAY)
+        self.step = int(mission.sample_interval_s)
+        self.coarse = max(self.step, (_COARSE_S // self.step) * self.step)
+        self.block_s = _BLOCK_S if _BLOCK_S % self.coarse == 0 else self.cycle
+        self.n_blocks = -(-self.cycle // self.block_s)
+        self.passes_per_cycle = 2 * mission.revs_per_cycle
+        # any point reached within one coarse interval lies within `reach` of its start
+        reach = (mission.ground_speed_m_s + 470.0) * self.coarse * 1.05 / EARTH_RADIUS_M
+        self.m_lat = math.degrees(reach)
+        phi = math.radians(min(89.9, max(abs(self.south - self.m_lat),
+                                         abs(self.north + self.m_lat))))
+        ratio = math.sin(reach) / math.cos(phi)
+        self.m_lon = 360.0 if ratio >= 1.0 else math.degrees(math.asin(ratio))
+        self.cache: dict[int, tuple[np.ndarray, ...]] = {}
+        self.cache_points = cache_points
+        self._cached = 0
+
+    def _compute_block(self, j: int) -> tuple[np.ndarray, ...]:
+        """In-box samples with cycle phase in block ``j``: (t_s, lon, lat, pass_number)."""
+        mission, coarse = self.mission, self.coarse
+        t0, t1 = j * self.block_s, min((j + 1) * self.block_s, self.cycle)
+        tc = np.arange(t0, t1, coarse, dtype=np.float64)
+        lon_c, lat_c, _ = mission.positions(tc)
+        near = (lat_c >= self.south - self.m_lat) & (lat_c <= self.north + self.m_lat)
+        if self.width + 2 * self.m_lon < 360.0:
+            near &= _in_lon(lon_c, self.west - self.m_lon, self.width + 2 * self.m_lon)[0]
+        starts = tc[near]
+        if starts.size == 0:
+            empty = np.empty(0)
+            return empty, empty, empty, np.empty(0, dtype=np.int64)
+        t = (starts[:, None] + np.arange(0, coarse, self.step, dtype=np.float64)[None, :]).ravel()
+        lon, lat, pas = mission.positions(t)
+        inside, lon = _in_lon(lon, self.west, self.width)
+        inside &= (lat >= self.south) & (lat < self.north)
+        return t[inside], lon[inside], lat[inside], pas[inside]
+
+    def block(self, j: int) -> tuple[np.ndarray, ...]:
+        hit = self.cache.get(j)
+        if hit is not None:
+            return hit
+        out = self._compute_block(j)
+        self.cache[j] = out
+        self._cached += out[0].size
+        while self._cached > self.cache_points and len(self.cache) > 1:
+            oldest = next(iter(self.cache))
+            self._cached -= self.cache.pop(oldest)[0].size
+        return out
+
+    def window(self, a: float, b: float) -> tuple[np.ndarray, ...]:
+        """Samples with ``a <= t < b`` (s since ``ref_time``): (t_s, lon, lat, pass_number)."""
+        parts = []
+        cycle = float(self.cycle)
+        for c in range(math.floor(a / cycle), math.floor(b / cycle) + 1):
+            lo, hi = a - c * cycle, b - c * cycle
+            j0 = max(0, math.floor(lo / self.block_s))
+            j1 = min(self.n_blocks - 1, math.floor(hi / self.block_s))
+            for j in range(j0, j1 + 1):
+                tc, lon, lat, pas = self.block(j)
+                if tc.size == 0:
+                    continue
+                t = tc + c * cycle
+                keep = (t >= a) & (t < b)
+                if keep.any():
+                    parts.append((t[keep], lon[keep], lat[keep],
+                                  pas[keep] + c * self.passes_per_cycle))
+        if not parts:
+            empty = np.empty(0)
+            return empty, empty, empty, np.empty(0, dtype=np.int64)
+        return tuple(np.concatenate(x) for x in zip(*parts))
+
+
+def _empty_points() -> TrackPoints:
+    return TrackPoints(np.empty(0, "datetime64[ns]"), np.empty(0), np.empty(0),
+                       np.empty(0, np.int64), np.empty(0, np.int64))
+
+
+def _check_box(lon_range, lat_range) -> tuple[tuple[float, float], tuple[float, float]]:
+    west, east = map(float, lon_range)
+    south, north = map(float, lat_range)
+    if not (east > west and north > south) or not all(
+            math.isfinite(x) for x in (west, east, south, north)):
+        raise DataError(f"track_points: empty box lon={lon_range}, lat={lat_range}")
+    return (west, east), (south, north)
+
+
+def _refs(missions: tuple[Mission, ...]) -> list[np.datetime64]:
+    return [np.datetime64(pd.Timestamp(m.ref_time).to_datetime64(), "ns") for m in missions]
+
+
+def _points_in(orbits: list[_Orbit], refs: list[np.datetime64], t0: np.datetime64,
+               t1: np.datetime64) -> TrackPoints:
+    """Samples of every orbit during ``[t0, t1)``, sorted by time (then mission)."""
+    parts = []
+    for k, (orbit, ref) in enumerate(zip(orbits, refs)):
+        # window in seconds since the mission's reference node crossing
+        a = (t0 - ref) / np.timedelta64(1, "s")
+        b = (t1 - ref) / np.timedelta64(1, "s")
+        if b <= a:
+            continue
+        t, lon, lat, pas = orbit.window(a, b)
+        if t.size == 0:
+            continue
+        parts.append((ref + (t * 1e9).round().astype("timedelta64[ns]"), lon, lat,
+                      np.full(t.size, k, dtype=np.int64), pas))
+    if not parts:
+        return _empty_points()
+    time, lon, lat, mis, pas = (np.concatenate(x) for x in zip(*parts))
+    order = np.lexsort((mis, time))
+    return TrackPoints(time[order], lon[order], lat[order], mis[order], pas[order])
 
 
 def track_points(
@@ -183,49 +292,20 @@ def track_points(
     lon_range : ``(west, east)`` edges in degrees east, ``west < east``; a box crossing the
         antimeridian is given with ``east > 180`` (e.g. ``(170, 190)``).
     lat_range : ``(south, north)`` edges in degrees north.
-    start, end : time window (end excluded).
+    start, end : time window (end excluded). The cost grows with its length (1 Hz
+        samples): for long records sample one window per time step, as
+        :func:`sample_along_tracks` does.
     missions : the altimeters to fly.
 
     Returns
     -------
     :class:`TrackPoints`, sorted by time (then mission).
     """
-    west, east = map(float, lon_range)
-    south, north = map(float, lat_range)
-    if not (east > west and north > south):
-        raise DataError(f"track_points: empty box lon={lon_range}, lat={lat_range}")
+    box_lon, box_lat = _check_box(lon_range, lat_range)
     t0 = np.datetime64(pd.Timestamp(start).to_datetime64(), "ns")
     t1 = np.datetime64(pd.Timestamp(end).to_datetime64(), "ns")
-    parts = []
-    for k, mission in enumerate(missions):
-        ref = np.datetime64(pd.Timestamp(mission.ref_time).to_datetime64(), "ns")
-        # window in seconds since the mission's reference node crossing
-        a = (t0 - ref) / np.timedelta64(1, "s")
-        b = (t1 - ref) / np.timedelta64(1, "s")
-        if b <= a:
-            continue
-        tc, lon, lat, pas = _cycle_points(mission, (west, east), (south, north))
-        if tc.size == 0:
-            continue
-        cycle = mission.repeat_days * SECONDS_PER_DAY
-        passes_per_cycle = 2 * mission.revs_per_cycle
-        for c in range(int(math.floor(a / cycle)), int(math.floor(b / cycle)) + 1):
-            t = tc + c * cycle
-            keep = (t >= a) & (t < b)
-            if not keep.any():
-                continue
-            parts.append((
-                ref + (t[keep] * 1e9).round().astype("timedelta64[ns]"),
-                lon[keep], lat[keep],
-                np.full(int(keep.sum()), k, dtype=np.int64),
-                pas[keep] + c * passes_per_cycle,
-            ))
-    if not parts:
-        return TrackPoints(np.empty(0, "datetime64[ns]"), np.empty(0), np.empty(0),
-                           np.empty(0, np.int64), np.empty(0, np.int64))
-    time, lon, lat, mis, pas = (np.concatenate(x) for x in zip(*parts))
-    order = np.lexsort((mis, time))
-    return TrackPoints(time[order], lon[order], lat[order], mis[order], pas[order])
+    orbits = [_Orbit(m, box_lon, box_lat) for m in missions]
+    return _points_in(orbits, _refs(missions), t0, t1)
 
 
 # ---------------------------------------------------------------------- sampling a field
@@ -279,6 +359,72 @@ def _bilinear_weights(c: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndar
     return i, w
 
 
+def _step_windows(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The stretch of orbit flown for each time step: ``[start, end)`` (datetime64[ns]).
+
+    It is the step's bin (the instants nearer to it than to its neighbours) cut to one day
+    centred on the step's time, so that a daily field sees every sample once and a monthly
+    or yearly field sees one representative day per step, never the whole record.
+    """
+    t = times.astype("datetime64[ns]")
+    edges = _time_edges(t)
+    half = _WINDOW // 2
+    return np.maximum(edges[:-1], t - half), np.minimum(edges[1:], t + half)
+
+
+def _iter_samples(field: xr.DataArray, noise_std: float, seed: int,
+                  missions: tuple[Mission, ...]):
+    """Samples of each time step ``k``, in time order, a few hours of orbit at a time:
+    ``(k, points, truth, value, lat_index, lon_index)`` (several tuples per step).
+
+    Only one day of orbit per step is flown and only a slab of ``field`` is loaded at a
+    time, so memory stays small whatever the record's length or the grid's size. The noise
+    is drawn step after step from one generator, in time order, which gives the same
+    values as drawing it for all samples at once.
+    """
+    lat = np.asarray(field["lat"].values, dtype=np.float64)
+    lon = np.asarray(field["lon"].values, dtype=np.float64)
+    lat_e, lon_e = _edges(lat), _edges(lon)
+    box_lon, box_lat = (lon_e[0], lon_e[-1]), (lat_e[0], lat_e[-1])
+    orbits = [_Orbit(m, box_lon, box_lat) for m in missions]
+    refs = _refs(missions)
+    w0, w1 = _step_windows(field["time"].values)
+    rng = np.random.default_rng(seed)
+    nt, ny, nx = field.shape
+    slab = max(1, int(_LOAD_BYTES // max(1, ny * nx * field.dtype.itemsize)))
+    chunk = np.timedelta64(_BLOCK_S, "s").astype("timedelta64[ns]")
+    for b0 in range(0, nt, slab):
+        data = None  # loaded only when a step of this slab has samples
+        for k in range(b0, min(nt, b0 + slab)):
+            c0 = w0[k]
+            while c0 < w1[k]:  # a few hours of orbit at a time keep temporaries small
+                c1 = min(c0 + chunk, w1[k])
+                pts = _points_in(orbits, refs, c0, c1)
+                c0 = c1
+                n = len(pts)
+                noise = rng.normal(0.0, noise_std, n) if noise_std > 0 else np.zeros(n)
+                if n == 0:
+                    continue
+                if data is None:
+                    data = np.asarray(field.isel(time=slice(b0, b0 + slab)).values)
+                grid = data[k - b0]
+                iy = np.clip(np.searchsorted(lat_e, pts.lat, side="right") - 1, 0, lat.size - 1)
+                ix = np.clip(np.searchsorted(lon_e, pts.lon, side="right") - 1, 0, lon.size - 1)
+                y0, ay = _bilinear_weights(lat, pts.lat)
+                x0, ax = _bilinear_weights(lon, pts.lon)
+                d00 = grid[y0, x0].astype(np.float64)
+                d01 = grid[y0, x0 + 1].astype(np.float64)
+                d10 = grid[y0 + 1, x0].astype(np.float64)
+                d11 = grid[y0 + 1, x0 + 1].astype(np.float64)
+                truth = (1 - ay) * ((1 - ax) * d00 + ax * d01) + ay * ((1 - ax) * d10 + ax * d11)
+                ok = np.isfinite(truth)
+                if not ok.any():
+                    continue
+                yield (k, TrackPoints(pts.time[ok], pts.lon[ok], pts.lat[ok], pts.mission[ok],
+                                      pts.pass_number[ok]),
+                       truth[ok], truth[ok] + noise[ok], iy[ok], ix[ok])
+
+
 def along_track_samples(
     field: xr.DataArray,
     noise_std: float = 0.02,
@@ -286,6 +432,10 @@ def along_track_samples(
     missions: tuple[Mission, ...] = DEFAULT_MISSIONS,
 ) -> pd.DataFrame:
     """Sample a gridded field along the missions' ground tracks (un-binned).
+
+    Each time step is observed by one day of orbit centred on its time (its whole bin when
+    steps are shorter than a day), so daily fields see every sample of the record once and
+    monthly or yearly fields one representative day per step.
 
     Parameters
     ----------
@@ -299,42 +449,26 @@ def along_track_samples(
     Returns
     -------
     DataFrame, one row per sample over ocean, sorted by time: ``time`` (datetime64),
-    ``time_index`` (nearest time step of ``field``), ``lon``, ``lat``, ``mission``,
+    ``time_index`` (the time step of ``field`` it observes), ``lon``, ``lat``, ``mission``,
     ``pass_number``, ``lat_index`` and ``lon_index`` (the grid cell it falls in), ``truth``
     (bilinear interpolation of the field at that time step) and ``value`` (truth + noise).
     """
     field = _check_field(field)
-    lat = np.asarray(field["lat"].values, dtype=np.float64)
-    lon = np.asarray(field["lon"].values, dtype=np.float64)
-    lat_e, lon_e = _edges(lat), _edges(lon)
-    t_e = _time_edges(field["time"].values)
-    pts = track_points((lon_e[0], lon_e[-1]), (lat_e[0], lat_e[-1]), t_e[0], t_e[-1],
-                       missions)
-    rng = np.random.default_rng(seed)
-    noise = rng.normal(0.0, noise_std, len(pts)) if noise_std > 0 else np.zeros(len(pts))
-    k = np.clip(np.searchsorted(t_e, pts.time, side="right") - 1, 0, t_e.size - 2)
-    iy = np.clip(np.searchsorted(lat_e, pts.lat, side="right") - 1, 0, lat.size - 1)
-    ix = np.clip(np.searchsorted(lon_e, pts.lon, side="right") - 1, 0, lon.size - 1)
-    jy, wy = _bilinear_weights(lat, pts.lat)
-    jx, wx = _bilinear_weights(lon, pts.lon)
-    truth = np.full(len(pts), np.nan)
-    block = 64  # time steps loaded at once (lazy / Dask-backed fields stay lazy)
-    for b0 in range(0, field.sizes["time"], block):
-        sel = (k >= b0) & (k < b0 + block)
-        if not sel.any():
-            continue
-        data = np.asarray(field.isel(time=slice(b0, b0 + block)).values, dtype=np.float64)
-        kk, y0, x0, ay, ax = k[sel] - b0, jy[sel], jx[sel], wy[sel], wx[sel]
-        truth[sel] = ((1 - ay) * ((1 - ax) * data[kk, y0, x0] + ax * data[kk, y0, x0 + 1])
-                      + ay * ((1 - ax) * data[kk, y0 + 1, x0] + ax * data[kk, y0 + 1, x0 + 1]))
-    ok = np.isfinite(truth)
     names = np.array([m.name for m in missions], dtype=object)
-    return pd.DataFrame({
-        "time": pts.time[ok], "time_index": k[ok], "lon": pts.lon[ok], "lat": pts.lat[ok],
-        "mission": names[pts.mission[ok]] if ok.any() else np.array([], dtype=object),
-        "pass_number": pts.pass_number[ok], "lat_index": iy[ok], "lon_index": ix[ok],
-        "truth": truth[ok], "value": truth[ok] + noise[ok],
-    })
+    cols: dict[str, list] = {c: [] for c in ("time", "time_index", "lon", "lat", "mission",
+                                             "pass_number", "lat_index", "lon_index",
+                                             "truth", "value")}
+    for k, pts, truth, value, iy, ix in _iter_samples(field, noise_std, seed, missions):
+        for c, x in (("time", pts.time), ("time_index", np.full(len(pts), k, dtype=np.int64)),
+                     ("lon", pts.lon), ("lat", pts.lat), ("mission", names[pts.mission]),
+                     ("pass_number", pts.pass_number), ("lat_index", iy), ("lon_index", ix),
+                     ("truth", truth), ("value", value)):
+            cols[c].append(x)
+    empty = {"time": np.empty(0, "datetime64[ns]"), "mission": np.array([], dtype=object),
+             "lon": np.empty(0), "lat": np.empty(0), "truth": np.empty(0),
+             "value": np.empty(0)}
+    return pd.DataFrame({c: np.concatenate(x) if x else empty.get(c, np.empty(0, np.int64))
+                         for c, x in cols.items()})
 
 
 def sample_along_tracks(
@@ -345,10 +479,13 @@ def sample_along_tracks(
 ) -> xr.DataArray:
     """Simulated nadir altimetry of ``field``, binned to its grid by time step.
 
-    Each along-track sample (1 Hz, 6–7 km apart) is assigned to the nearest time step,
-    takes the bilinear interpolation of the field at that step plus Gaussian noise, is
-    dropped where the interpolation touches land (NaN), and the samples falling in each
-    grid cell during each time step are averaged.
+    Each time step is observed by one day of orbit centred on its time (its whole bin when
+    steps are shorter than a day): a daily field sees every sample of the record once, a
+    monthly or yearly field one representative day per step, so the cost grows with the
+    number of steps, never with the span of the record. Each along-track sample (1 Hz,
+    6–7 km apart) takes the bilinear interpolation of the field at its time step plus
+    Gaussian noise, is dropped where the interpolation touches land (NaN), and the samples
+    falling in each grid cell during each time step are averaged.
 
     Parameters
     ----------
@@ -366,23 +503,37 @@ def sample_along_tracks(
     ``description``, ``missions``, ``noise_std``, ``seed``.
     """
     field = _check_field(field)
-    df = along_track_samples(field, noise_std, seed, missions)
     nt, ny, nx = field.shape
-    flat = ((df["time_index"].to_numpy() * ny + df["lat_index"].to_numpy()) * nx
-            + df["lon_index"].to_numpy())
-    total = np.bincount(flat, weights=df["value"].to_numpy(), minlength=nt * ny * nx)
-    count = np.bincount(flat, minlength=nt * ny * nx)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    out = np.full((nt, ny, nx), np.nan, dtype=np.float32)
+
+    def bin_step(k, flat, value):
+        cells, inverse = np.unique(np.concatenate(flat), return_inverse=True)
+        total = np.bincount(inverse, weights=np.concatenate(value), minlength=cells.size)
+        count = np.bincount(inverse, minlength=cells.size)
+        out[k].reshape(-1)[cells] = (total / count).astype(np.float32)
+
+    current, flat, values = None, [], []
+    for k, _, _, value, iy, ix in _iter_samples(field, noise_std, seed, missions):
+        if k != current and flat:
+            bin_step(current, flat, values)
+            flat, values = [], []
+        current = k
+        flat.append(iy * nx + ix)
+        values.append(value)
+    if flat:
+        bin_step(current, flat, values)
     names = ", ".join(m.name for m in missions)
-    step = "day" if nt < 2 or np.all(np.diff(field["time"].values) == np.timedelta64(1, "D")) \
-        else "time step"
+    times = field["time"].values
+    daily = nt < 2 or np.all(np.diff(times) == np.timedelta64(1, "D"))
+    step = "day" if daily else "time step"
+    longer = nt > 1 and np.any(np.diff(times) > _WINDOW)
+    flown = (" (one day of orbit centred on each time step)" if longer else "")
     attrs = {
         "long_name": f"along-track altimetry, binned to the grid by {step}",
         "description": (
             f"{field.name or 'field'} sampled along simulated nadir altimeter ground tracks "
-            f"({names}) at 1 Hz (6-7 km apart), bilinear interpolation at the nearest time "
-            f"step, Gaussian noise of std {noise_std:g} {field.attrs.get('units', '')} per "
+            f"({names}) at 1 Hz (6-7 km apart){flown}, bilinear interpolation at the nearest "
+            f"time step, Gaussian noise of std {noise_std:g} {field.attrs.get('units', '')} per "
             f"sample (seed {seed}), samples touching land dropped, mean of the samples in "
             f"each grid cell and {step}; NaN where nothing was observed"
         ).replace("  ", " "),
@@ -394,7 +545,7 @@ def sample_along_tracks(
         if key in field.attrs:
             attrs[key] = field.attrs[key]
     return xr.DataArray(
-        mean.reshape(nt, ny, nx).astype(np.float32),
+        out,
         dims=("time", "lat", "lon"),
         coords={"time": field["time"], "lat": field["lat"], "lon": field["lon"]},
         name=f"{field.name}_obs" if field.name else "obs",

@@ -96,6 +96,7 @@ def test_summary_reports_grid_time_and_ocean_fraction(mock_nc):
     assert s["time"]["step"].startswith("1 days")
     assert s["ocean_fraction"] == pytest.approx(1 - 5 * 6 / (20 * 24))
     assert s["variables"]["ssh"]["units"] == "m"
+    assert s["variables"]["ssh"]["kind"] == "field" and s["notes"] is None
 
 
 def test_fingerprint_changes_with_content(tmp_path, mock_ds):
@@ -128,7 +129,7 @@ def _bad_cases(tmp_path, mock_ds):
         tmp_path / "curvi.nc")
     return [
         (text, "not a NetCDF file"),
-        (truncated, "cannot be read"),
+        (truncated, "truncated file"),
         (nolatlon, "no latitude/longitude"),
         (allnan, "NaN everywhere"),
         (dup_path, "repeated lat"),

@@ -61,7 +61,58 @@ def test_auto_periods_on_short_records_keep_every_split():
     ({"var": "ssh", "obs": "ssh_obs", "test_period": "yesterday/today"}, "is not 'YYYY-MM-DD"),
     ({"var": "ssh", "obs": "ssh_obs", "test_period": "2012-10-01/2012-11-01",
       "train_period": "2012-10-20/2012-11-20"}, "overlap"),
+    ({"var": "ssh", "obs": "ssh"},
+     "mock.nc: the observation variable 'ssh' is the variable to reconstruct itself"),
+    ({"var": "mask"}, "unknown variable 'mask'"),
 ])
 def test_bad_task_settings_name_the_problem(mock_ds, kwargs, message):
     with pytest.raises(DataError, match=message):
         build_interpolation_task(mock_ds, label="mock.nc", **kwargs)
+
+
+def test_obs_attribute_naming_the_truth_is_refused(mock_ds):
+    ds = mock_ds.assign_attrs(oceanlab_obs_var="ssh")
+    with pytest.raises(DataError, match="'ssh' is the variable to reconstruct itself"):
+        build_interpolation_task(ds, "ssh", label="mock.nc")
+
+
+def test_obs_that_copy_the_truth_are_refused(mock_ds):
+    ds = mock_ds.assign(ssh_copy=mock_ds["ssh"])
+    with pytest.raises(DataError, match=r"mock.nc: observation variable 'ssh_copy' is identical to 'ssh'"):
+        build_interpolation_task(ds, "ssh", "ssh_copy", label="mock.nc")
+
+
+@pytest.mark.parametrize("name", ["ssh", "ssh_obs"])
+def test_undeclared_fill_values_in_memory_are_refused(mock_ds, name):
+    ds = mock_ds.copy(deep=True)
+    ds[name][3, 5, 20] = 1e20
+    with pytest.raises(DataError, match=rf"mock.nc: variable '{name}' holds values up to 1e\+20"):
+        build_interpolation_task(ds, "ssh", "ssh_obs", label="mock.nc")
+
+
+def test_default_variable_is_numeric_and_on_the_grid(mock_ds):
+    ds = mock_ds.copy()
+    ds["station"] = (("lat", "lon"), np.full(ds["mask"].shape, "buoy", dtype=object))
+    ds["series"] = (("time",), np.arange(ds.sizes["time"], dtype=float))
+    ds = ds[["station", "series", "ssh", "ssh_obs", "mask"]]
+    task = build_interpolation_task(ds, obs="ssh_obs")
+    assert task.truth.name == "ssh"
+    with pytest.raises(DataError, match=r"variable 'station' holds object values, not numbers"):
+        build_interpolation_task(ds, "station", label="mock.nc")
+    with pytest.raises(DataError, match=r"variable 'series' is not on the latitude/longitude grid"):
+        build_interpolation_task(ds, "series", label="mock.nc")
+
+
+def test_one_step_and_one_latitude_are_refused_with_the_reason(mock_ds):
+    with pytest.raises(DataError, match=r"only 1 time step; "):
+        build_interpolation_task(mock_ds.isel(time=[0]), "ssh", label="mock.nc")
+    with pytest.raises(DataError, match=r"the grid has only 1 latitude;"):
+        build_interpolation_task(mock_ds.isel(lat=[3]), "ssh", label="mock.nc")
+
+
+def test_simulated_observations_of_yearly_maps(mock_ds):
+    ds = mock_ds.isel(time=slice(0, 12)).assign_coords(
+        time=pd.date_range("1990-01-01", periods=12, freq="YS"))
+    task = build_interpolation_task(ds, "ssh", "simulation", gap_days=0)
+    seen = np.isfinite(task.obs.values).mean(axis=(1, 2))
+    assert np.all(seen > 0) and np.all(seen < 0.5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -220,3 +222,69 @@ def test_bad_fields_raise_data_error(bad):
         field = field.isel(lat=slice(0, 1))
     with pytest.raises(DataError):
         sample_along_tracks(field)
+
+
+# ---------------------------------------------------------------- one day of orbit per step
+def _coarse_field(n_time: int, freq: str, n_lat: int = 18, n_lon: int = 30,
+                  step_deg: float = 5.0) -> xr.DataArray:
+    """Zeros on a regular grid (default 5°, 18 x 30 cells: a 90° x 150° box)."""
+    lat = -0.5 * step_deg * (n_lat - 1) + step_deg * np.arange(n_lat)
+    lon = -72.5 + step_deg * np.arange(n_lon)
+    return xr.DataArray(
+        np.zeros((n_time, n_lat, n_lon), np.float32), dims=("time", "lat", "lon"),
+        coords={"time": pd.date_range("1950-01-01", periods=n_time, freq=freq),
+                "lat": lat, "lon": lon}, name="sst", attrs={"units": "degC"})
+
+
+def _peak_bytes(fn, *args, **kw):
+    tracemalloc.start()
+    try:
+        out = fn(*args, **kw)
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_yearly_steps_fly_one_day_per_step_in_little_memory():
+    yearly = _coarse_field(50, "YS")  # 50 annual maps: 1 Hz over 50 years would be 22 GB
+    obs, peak = _peak_bytes(sample_along_tracks, yearly, noise_std=0.0)
+    assert obs.shape == yearly.shape and peak < 40e6
+    assert "one day of orbit centred on each time step" in obs.attrs["description"]
+    seen = obs.notnull().sum(("lat", "lon")).values
+    assert seen.min() > 0
+    # as many samples per step as a daily field gets, all within half a day of the step
+    # (on a 0.5° box, to keep the sample tables small)
+    small = _coarse_field(50, "YS", 20, 20, 0.5)
+    df_year = along_track_samples(small, noise_std=0.0)
+    df_day = along_track_samples(_coarse_field(30, "D", 20, 20, 0.5), noise_std=0.0)
+    per_year = df_year.groupby("time_index").size().reindex(range(50), fill_value=0).to_numpy()
+    per_day = df_day.groupby("time_index").size().to_numpy()
+    assert 0.8 < per_year.mean() / per_day.mean() < 1.25
+    assert per_year.max() < 3.0 * per_day.mean()
+    gap = np.abs(df_year["time"].to_numpy() - small["time"].values[df_year["time_index"].to_numpy()])
+    assert gap.max() <= np.timedelta64(12, "h")
+
+
+def test_monthly_steps_see_one_day_each():
+    monthly = _coarse_field(65, "MS", 20, 20, 0.5)
+    df = along_track_samples(monthly, noise_std=0.0)
+    daily = along_track_samples(_coarse_field(30, "D", 20, 20, 0.5), noise_std=0.0)
+    ratio = len(df) / 65 / (len(daily) / 30)
+    assert 0.7 < ratio < 1.4
+
+
+def test_big_grid_needs_no_dense_float64_copies():
+    field = _coarse_field(3, "MS", 1000, 1000, 0.05)  # 12 MB of float32 per copy
+    obs, peak = _peak_bytes(sample_along_tracks, field, noise_std=0.01)
+    assert obs.dtype == np.float32 and np.isfinite(obs.values).any()
+    assert peak - obs.nbytes < 30e6  # a float64 (time, lat, lon) copy alone would be 24 MB
+
+
+def test_daily_samples_do_not_depend_on_how_steps_are_grouped():
+    # one step at a time gives the same samples as the whole record (noise drawn in order)
+    field = _osse_like(6, seed=4)
+    whole = along_track_samples(field, seed=7)
+    first = along_track_samples(field.isel(time=slice(0, 3)), seed=7)
+    n = len(first[first["time_index"] < 2])
+    pd.testing.assert_frame_equal(whole.iloc[:n].reset_index(drop=True),
+                                  first.iloc[:n].reset_index(drop=True))
