@@ -6,6 +6,13 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PORT   ?= 8501
+# The dashboard has no login: it listens on this machine only. To open it to a network on
+# purpose, read "Opening the dashboard to a network" in README.md first
+# (make run ADDRESS=0.0.0.0 HOSTS=name.of.this.machine).
+ADDRESS ?= 127.0.0.1
+# Host names a browser may use besides localhost (the DNS-rebinding guard of
+# .streamlit/config.toml); '*' accepts any.
+HOSTS  ?=
 
 .PHONY: run test setup data bench clean-venv
 
@@ -20,8 +27,11 @@ setup: $(STAMP)
 data: $(STAMP)
 	$(PY) -m app generate --if-missing
 
+ALLOW  := $(foreach h,$(if $(HOSTS),localhost 127.0.0.1 ::1 $(HOSTS)),--server.allowedHosts '$(h)')
+
 run: data
-	$(PY) -m streamlit run app/Home.py --server.port $(PORT) --server.headless true
+	$(PY) -m streamlit run app/Home.py --server.port $(PORT) --server.address $(ADDRESS) \
+		--server.headless true $(ALLOW)
 
 test: $(STAMP)
 	$(PY) -m pytest

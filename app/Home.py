@@ -27,19 +27,25 @@ def main() -> None:
         "and judge the result with the scores of the SSH mapping data challenge "
         "(µ and σ of the RMSE, resolved scales λx and λt from the PSD score).")
 
-    table = ui.store().table()
-    statuses = table["status"].value_counts() if not table.empty else {}
+    table = ui.runs_table(ui.store())
+    statuses = table["status"].value_counts()
     cols = st.columns(4)
     cols[0].metric("Runs", len(table))
     cols[1].metric("Done", int(statuses.get("done", 0)))
     cols[2].metric("Active", int(sum(statuses.get(s, 0) for s in ui.ACTIVE_STATUSES)))
     cols[3].metric("Failed", int(statuses.get("failed", 0)))
+    unreadable = int(statuses.get(ui.UNREADABLE, 0))
+    if unreadable:
+        st.caption(f"{unreadable} run folder(s) cannot be read: see the Runs page.")
 
     builtin, exists = ui.builtin_status()
-    st.markdown(f"**Workspace** `{paths.home()}` (set `OCEANLAB_HOME` to move it): "
+    st.markdown(f"**Workspace** {ui.literal(paths.home())} (set `OCEANLAB_HOME` to move it): "
                 f"`datasets/`, `runs/`, `cache/`.")
-    st.markdown(f"**Built-in dataset** `{builtin}` — "
+    st.markdown(f"**Built-in dataset** {ui.literal(builtin)} — "
                 + ("ready." if exists else "not generated yet (Data page, or the first run)."))
+    st.markdown("**Data roots** (paths typed on the pages must lie under them; set "
+                f"`{paths.DATA_ROOTS_ENV}` to change them): "
+                + (", ".join(ui.literal(r) for r in paths.data_roots()) or "none"))
 
     st.subheader("Start here")
     ui.page_link("pages/1_Data.py", "Data: choose a dataset, look at its maps", icon="📂")

@@ -39,6 +39,16 @@ from matplotlib.colors import Colormap, ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
+def plain_label(label: object) -> str:
+    """``label`` shown literally by matplotlib: every ``$`` escaped, so that text from a file
+    (a variable name, a ``units`` attribute, a history column) is never parsed as mathtext,
+    which would draw it oddly or fail the whole figure on a syntax error.
+
+    Every label drawn by this module goes through it; do not pass mathtext here.
+    """
+    return "" if label is None else str(label).replace("$", r"\$")
+
+
 #: Natural Earth coastline resolutions tried, finest first.
 COASTLINE_RESOLUTIONS: tuple[str, ...] = ("50m", "110m")
 LAND_COLOUR = "0.82"
@@ -286,7 +296,7 @@ def draw_map(ax, panel: MapPanel, *, coastline: tuple[str, Path] | None = None):
     gl = ax.gridlines(draw_labels=True, linewidth=0.3, color="0.4", alpha=0.6, linestyle="--")
     gl.top_labels = gl.right_labels = False
     gl.xlabel_style = gl.ylabel_style = {"size": 7}
-    ax.set_title(panel.title, fontsize=9)
+    ax.set_title(plain_label(panel.title), fontsize=9)
     return mappable
 
 
@@ -314,9 +324,10 @@ def maps_figure(
         ax = fig.add_subplot(nrows, ncols, i + 1, projection=_projection(lon))
         mappable = draw_map(ax, panel, coastline=coastline)
         if mappable is not None:
-            fig.colorbar(mappable, ax=ax, shrink=0.85, pad=0.02, label=panel.units or None)
+            fig.colorbar(mappable, ax=ax, shrink=0.85, pad=0.02,
+                         label=plain_label(panel.units) or None)
     if suptitle:
-        fig.suptitle(suptitle, fontsize=11)
+        fig.suptitle(plain_label(suptitle), fontsize=11)
     return fig
 
 
@@ -368,11 +379,12 @@ def timeseries_figure(
     fig = Figure(figsize=size, layout="constrained")
     ax = fig.add_subplot()
     for label, s in series.items():
-        ax.plot(s.index, s.values, marker="o", markersize=2.5, linewidth=1.2, label=label)
+        ax.plot(s.index, s.values, marker="o", markersize=2.5, linewidth=1.2,
+                label=plain_label(label))
     if mark is not None:
         ax.axvline(mark, color="0.3", linestyle="--", linewidth=0.8)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_ylabel(plain_label(ylabel))
+    ax.set_title(plain_label(title), fontsize=10)
     ax.grid(alpha=0.3)
     if len(series) > 1:
         ax.legend(fontsize=8)
@@ -389,7 +401,7 @@ def history_figure(history: pd.DataFrame, *, size: tuple[float, float] = (7.0, 2
     for col in [c for c in history.columns if "loss" in str(c)]:
         y = pd.to_numeric(history[col], errors="coerce")
         positive &= bool((y.dropna() > 0).all())
-        ax.plot(x, y, marker="o", markersize=2.5, linewidth=1.2, label=str(col))
+        ax.plot(x, y, marker="o", markersize=2.5, linewidth=1.2, label=plain_label(col))
     if positive and len(history):
         ax.set_yscale("log")
     ax.set_xlabel("epoch")

@@ -8,12 +8,17 @@ STYLE.md: ``st.cache_resource`` for opened datasets (keyed on path + modificatio
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import types
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 import numpy as np
 import pandas as pd
@@ -47,6 +52,68 @@ HEADLINE_SCORES = ("rmse", "mu", "sigma", "lambda_x_deg", "lambda_t_days")
 ACTIVE_STATUSES = ("queued", "running")
 CURRENT_RUN_KEY = "current_run"
 DATASET_KEY = "dataset_path"
+#: Status shown for a run folder whose run.json (or metrics.json) cannot be read.
+UNREADABLE = "unreadable"
+
+
+# --------------------------------------------------------------------------- untrusted text
+#
+# Text read from files (error messages, attributes, variable names, run ids, notes, anything
+# in run.json or metrics.json) may hold Markdown, HTML, LaTeX or Streamlit directives. Every
+# Streamlit element that renders Markdown (markdown, caption, error/warning/info/success,
+# toast, metric label and value, progress text, widget labels, help tooltips) gets it through
+# `plain` (or `literal` for a path or id in code style); st.text, st.code, st.dataframe and
+# select-box options show text as it is.
+
+_PUNCTUATION = re.compile(r"""([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])""")
+
+
+def plain(text: Any) -> str:
+    """``text`` escaped so that a Markdown element shows it literally.
+
+    Every ASCII punctuation character gets a backslash (CommonMark allows escaping any of
+    them), which disables emphasis, links, autolinks, images, HTML, entities, headings,
+    lists, tables, LaTeX (``$``) and Streamlit's ``:colour[…]`` directives. Line breaks are
+    kept as hard breaks. ``None`` becomes an empty string.
+    """
+    if text is None:
+        return ""
+    escaped = _PUNCTUATION.sub(r"\\\1", str(text))
+    return "  \n".join(line.strip() for line in escaped.strip().splitlines())
+
+
+def literal(text: Any) -> str:
+    """``text`` as one Markdown code span (monospace, nothing inside interpreted).
+
+    The fence is one backtick longer than the longest run of backticks in the text, as
+    CommonMark requires; line breaks become spaces.
+    """
+    body = " ".join(str(text).split("\n")).replace("\r", " ")
+    runs = [len(m) for m in re.findall(r"`+", body)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if body.startswith("`") or body.endswith("`") or not body.strip() else ""
+    return f"{fence}{pad}{body}{pad}{fence}"
+
+
+def as_dict(value: Any) -> dict:
+    """``value`` when it is a dict, else an empty dict (for fields of run.json)."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_number(value: Any) -> float | None:
+    """``value`` as a finite float when it is a real number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        return None
+    x = float(value)
+    return x if math.isfinite(x) else None
+
+
+def as_text(value: Any, default: str = "") -> str:
+    """``value`` as a string (``default`` for None or an empty value)."""
+    if value is None:
+        return default
+    text = value if isinstance(value, str) else str(value)
+    return text if text.strip() else default
 
 
 # --------------------------------------------------------------------------- page chrome
@@ -62,6 +129,8 @@ def page_link(page: str, label: str, *, icon: str | None = None,
               query_params: dict[str, str] | None = None) -> None:
     """``st.page_link`` that degrades to a plain link when the page is not registered.
 
+    ``label`` is Markdown: pass untrusted parts through :func:`plain`.
+
     A page run on its own (``AppTest.from_file("app/pages/X.py")``, or ``streamlit run`` of
     one page) has no navigation; a relative link then still works in the browser.
     """
@@ -69,7 +138,7 @@ def page_link(page: str, label: str, *, icon: str | None = None,
         st.page_link(page, label=label, icon=icon, query_params=query_params)
     except StreamlitAPIException:
         name = Path(page).stem.split("_", 1)[-1]
-        query = "&".join(f"{k}={v}" for k, v in (query_params or {}).items())
+        query = urlencode(query_params or {})  # run ids are untrusted: percent-encoded
         st.markdown(f"[{label}](./{name}{'?' + query if query else ''})")
 
 
@@ -135,17 +204,28 @@ def variable_style(path: str, mtime: float, var: str) -> tuple[Colormap, float, 
 
 
 def open_or_error(path: str) -> xr.Dataset | None:
-    """:func:`open_cached`, or None after showing one ``st.error`` line naming ``path``."""
+    """:func:`open_cached`, or None after showing one ``st.error`` line naming ``path``.
+
+    ``path`` is the built-in dataset or one returned by :func:`dataset_picker` (checked
+    against the data roots).
+    """
     from data.errors import OceanLabError
 
     try:
         return open_cached(path)
     except OceanLabError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
     except Exception as exc:  # noqa: BLE001 (a reader choking on a user's file is bad input)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        st.error(f"{path}: cannot be opened ({type(exc).__name__}{': ' + first if first else ''})")
+        first = first_line(str(exc))
+        st.error(plain(f"{path}: cannot be opened "
+                       f"({type(exc).__name__}{': ' + first if first else ''})"))
     return None
+
+
+def first_line(text: str | None) -> str:
+    """The first non-blank line of ``text`` (empty string when there is none)."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[0] if lines else ""
 
 
 def time_labels(times: pd.DatetimeIndex) -> list[str]:
@@ -174,14 +254,137 @@ def builtin_status() -> tuple[Path, bool]:
 # --------------------------------------------------------------------------- runs
 
 
-def run_label(run: Run) -> str:
-    """``id · model · status`` for select boxes."""
+@dataclass(frozen=True)
+class RunInfo:
+    """What the pages show of one run's ``run.json``, every field checked.
+
+    A run.json that cannot be read (missing, not UTF-8, not JSON, not an object) gives
+    status :data:`UNREADABLE` and the reason in ``error``; fields of an odd type fall back
+    to their defaults, so pages can use them without further checks. Every text here comes
+    from a file: show it with :func:`plain` (or :func:`literal`) in Markdown elements.
+    """
+
+    id: str
+    status: str = UNREADABLE
+    error: str = ""
+    traceback: str = ""
+    model: str = "?"
+    task: str = ""
+    device: str = ""
+    data_path: str = ""
+    seconds: float | None = None
+    epoch: int | None = None
+    epochs: int | None = None
+    test_period: tuple[str, str] | None = None
+    config: dict = dataclass_field(default_factory=dict)
+
+    @property
+    def readable(self) -> bool:
+        return self.status != UNREADABLE
+
+
+def _whole(value: Any) -> int | None:
+    x = as_number(value)
+    return int(x) if x is not None and x == int(x) else None
+
+
+def read_run(run: Run) -> RunInfo:
+    """The checked content of ``run``'s run.json (never raises)."""
     try:
         info = run.info()
-    except Exception:  # noqa: BLE001 (a half-written folder must not break a list)
-        return run.id
-    model = (info.get("config") or {}).get("model", {}).get("name", "?")
-    return f"{run.id} · {model} · {info.get('status', '?')}"
+    except Exception as exc:  # noqa: BLE001 (a damaged or half-written run.json is data)
+        return RunInfo(id=run.id, error=first_line(str(exc)) or type(exc).__name__)
+    if not isinstance(info, dict):
+        return RunInfo(id=run.id, error=f"{run.path / 'run.json'}: holds a "
+                                        f"{type(info).__name__}, expected an object")
+    config = as_dict(info.get("config"))
+    data = as_dict(info.get("data"))
+    progress = as_dict(info.get("progress"))
+    periods = as_dict(info.get("periods"))
+    test = periods.get("test")
+    status = as_text(info.get("status"), "unknown")
+    return RunInfo(
+        id=run.id,
+        status=status if status != UNREADABLE else "unknown",
+        error=as_text(info.get("error")),
+        traceback=as_text(info.get("traceback")),
+        model=as_text(as_dict(config.get("model")).get("name"), "?"),
+        task=as_text(as_dict(config.get("task")).get("name")),
+        device=as_text(info.get("device")),
+        data_path=as_text(data.get("path")) or as_text(as_dict(config.get("data")).get("path")),
+        seconds=as_number(as_dict(info.get("timings")).get("total_s")),
+        epoch=_whole(progress.get("epoch")),
+        epochs=_whole(progress.get("epochs")),
+        test_period=(as_text(test[0]), as_text(test[1]))
+        if isinstance(test, list | tuple) and len(test) == 2 else None,
+        config=config,
+    )
+
+
+def read_metrics(run: Run) -> tuple[dict, str]:
+    """``metrics.json`` of ``run`` and, when it cannot be read, ``({}, reason)``."""
+    try:
+        metrics = run.metrics()
+    except Exception as exc:  # noqa: BLE001 (damaged file: show the reason, keep going)
+        return {}, first_line(str(exc)) or type(exc).__name__
+    if not isinstance(metrics, dict):
+        return {}, (f"{run.path / 'metrics.json'}: holds a {type(metrics).__name__}, "
+                    "expected an object")
+    return metrics, ""
+
+
+def read_history(run: Run) -> pd.DataFrame:
+    """``history.csv`` of ``run`` with numeric columns (empty when missing or unreadable)."""
+    try:
+        history = run.history()
+    except Exception:  # noqa: BLE001 (binary or damaged file: no curve rather than a crash)
+        return pd.DataFrame()
+    return history.apply(pd.to_numeric, errors="coerce") if not history.empty else history
+
+
+def runs_table(run_store: RunStore) -> pd.DataFrame:
+    """:meth:`RunStore.table`, made safe to count, filter and show.
+
+    Columns ``id``, ``status`` and ``error`` always exist; ``status`` is a string
+    (:data:`UNREADABLE` for folders that cannot be read) and columns mixing types are shown
+    as text. Should the store fail as a whole, the rows are rebuilt from :func:`read_run`.
+    """
+    try:
+        table = run_store.table()
+        if not isinstance(table, pd.DataFrame):
+            raise TypeError("RunStore.table did not return a DataFrame")
+    except Exception:  # noqa: BLE001 (one damaged run.json must not hide all the others)
+        rows = []
+        for run in run_store.runs():
+            info = read_run(run)
+            rows.append({"id": run.id, "status": info.status, "task": info.task or None,
+                         "model": info.model, "seconds": info.seconds,
+                         "error": info.error or None})
+        table = pd.DataFrame(rows)
+    if table.empty:
+        return pd.DataFrame(columns=["id", "status", "error"])
+    table = table.copy()
+    for col in ("id", "status", "error"):
+        if col not in table:
+            table[col] = None
+    table["id"] = table["id"].map(lambda v: as_text(v, "?"))
+    table["status"] = table["status"].map(lambda v: as_text(v, "unknown"))
+    for col in table.columns:
+        if table[col].dtype == object:
+            kinds = {type(v) for v in table[col] if not _missing(v)}
+            if kinds - {str}:
+                table[col] = table[col].map(lambda v: None if _missing(v) else str(v))
+    return table
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def run_label(run: Run) -> str:
+    """``id · model · status`` for select boxes (whose options are shown as plain text)."""
+    info = read_run(run)
+    return f"{run.id} · {info.model} · {info.status}"
 
 
 def worker_alive(run: Run) -> bool:
@@ -193,14 +396,8 @@ def worker_alive(run: Run) -> bool:
 
 def done_runs(runs: list[Run]) -> list[Run]:
     """Runs with status ``done`` and a prediction file, in the given order."""
-    out = []
-    for run in runs:
-        try:
-            if run.info().get("status") == "done" and (run.path / PREDICTION_FILE).is_file():
-                out.append(run)
-        except Exception:  # noqa: BLE001 (unreadable run.json: skip it)
-            continue
-    return out
+    return [run for run in runs
+            if read_run(run).status == "done" and (run.path / PREDICTION_FILE).is_file()]
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading prediction…")
@@ -273,7 +470,8 @@ def scores_table(metrics: dict, data_units: str = "") -> pd.DataFrame:
     Keys follow :data:`metrics.SCORE_KEYS` (known labels first, unknown numeric keys after);
     ``note`` holds the reason a score is missing.
     """
-    notes = metrics.get("notes") or {}
+    metrics = as_dict(metrics)
+    notes = as_dict(metrics.get("notes"))
     keys = [k for k in SCORE_LABELS if k in metrics]
     keys += [k for k, v in metrics.items()
              if k not in SCORE_LABELS and k != "notes" and not isinstance(v, dict | list)]
@@ -282,8 +480,8 @@ def scores_table(metrics: dict, data_units: str = "") -> pd.DataFrame:
         label, units = SCORE_LABELS.get(key, (key, ""))
         if units == "data":
             units = data_units or "data units"
-        rows.append({"score": label, "key": key, "value": format_value(metrics.get(key)),
-                     "units": units, "note": notes.get(key, "")})
+        rows.append({"score": label, "key": str(key), "value": format_value(metrics.get(key)),
+                     "units": units, "note": as_text(notes.get(key))})
     return pd.DataFrame(rows, columns=["score", "key", "value", "units", "note"])
 
 
@@ -309,14 +507,14 @@ def show_scores(metrics: dict, data_units: str = "") -> None:
     headline = table[table["key"].isin(HEADLINE_SCORES)]
     for col, row in zip(st.columns(len(headline)), headline.itertuples(), strict=True):
         unit = "" if row.units in ("1", "") else f" ({row.units})"
-        col.metric(f"{row.score}{unit}", row.value, help=row.note or None)
+        col.metric(f"{row.score}{plain(unit)}", plain(row.value), help=plain(row.note) or None)
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={"note": st.column_config.TextColumn(
                      "note", help="why a score is missing (—)")})
     missing = table[table["value"] == MISSING]
     if len(missing):
         st.caption("— = not computable here: " + "; ".join(
-            f"{r.key}: {r.note}" for r in missing.itertuples() if r.note))
+            plain(f"{r.key}: {r.note}") for r in missing.itertuples() if r.note))
 
 
 # --------------------------------------------------------------------------- config widgets
@@ -427,13 +625,20 @@ def changed(values: dict[str, Any], params_cls: type[BaseModel]) -> dict[str, An
     return {k: v for k, v in values.items() if k not in fields or fields[k].default != v}
 
 
-def dataset_picker(key_prefix: str, *, help_path: str | None = None) -> tuple[str, str | None]:
-    """Built-in OSSE or a NetCDF path typed by the user.
+def dataset_picker(
+    key_prefix: str, *, help_path: str | None = None, empty_hint: str | None = None
+) -> tuple[str, str | None]:
+    """Built-in OSSE or a NetCDF path typed by the user, accepted only under the data roots.
+
+    The typed text goes through :func:`backend.paths.check_user_path`: a refused path shows
+    one ``st.error`` (the same whether the file exists or not); an empty one shows
+    ``empty_hint`` with ``st.info`` when given. The roots are listed under the text box.
 
     Returns
     -------
     ``(source, path)``: source ``"builtin"`` or ``"path"``; path is the built-in file's path
-    (which may not exist yet) or the stripped text typed (None when empty).
+    (which may not exist yet), the checked path (a resolved file, or an absolute glob), or
+    None when nothing usable was typed (the page has shown why).
     """
     remembered = st.session_state.get(DATASET_KEY)
     builtin = str(paths.builtin_dataset_path())
@@ -442,12 +647,27 @@ def dataset_picker(key_prefix: str, *, help_path: str | None = None) -> tuple[st
     source = st.radio("Dataset", list(choices), format_func=choices.get, index=initial,
                       horizontal=True, key=f"{key_prefix}.source")
     if source == "builtin":
-        st.caption(f"`{builtin}`")
+        st.caption(literal(builtin))
         return "builtin", builtin
+    from data.errors import DataError
+
+    roots = paths.data_roots()
+    example = roots[0] if roots else Path("/data")
     text = st.text_input("NetCDF path", value=remembered if initial else "",
-                         placeholder="/path/to/file.nc or /path/to/dir/*.nc",
+                         placeholder=f"{example / 'file.nc'} or {example / '*.nc'}",
                          help=help_path, key=f"{key_prefix}.path")
-    return "path", text.strip() or None
+    st.caption("Files (or globs of files) under the data roots "
+               + (", ".join(literal(r) for r in roots) if roots else "(none configured)")
+               + f"; set {literal(paths.DATA_ROOTS_ENV)} to change them.")
+    if not text.strip():
+        if empty_hint:
+            st.info(empty_hint)
+        return "path", None
+    try:
+        return "path", paths.check_user_path(text)
+    except DataError as exc:
+        st.error(plain(exc))
+        return "path", None
 
 
 def remember_dataset(path: str | None) -> None:
@@ -466,5 +686,5 @@ def call_or_error(fn: Callable[[], Any]) -> tuple[Any, bool]:
     try:
         return fn(), True
     except OceanLabError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         return None, False

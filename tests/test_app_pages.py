@@ -8,6 +8,7 @@ launch of a real worker process.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -51,13 +52,15 @@ def _mock() -> xr.Dataset:
 
 
 @pytest.fixture
-def mock_nc(tmp_path: Path) -> Path:
-    """A small NetCDF file: ``ssh`` (truth, land corner) and ``ssh_obs`` (10 % observed)."""
+def mock_nc(workspace: Path) -> Path:
+    """A small NetCDF file: ``ssh`` (truth, land corner) and ``ssh_obs`` (10 % observed),
+    in the workspace's ``datasets/`` folder (the default data root of the pages)."""
     ds = _mock().drop_vars("mask")
     ds.attrs.update(oceanlab_truth_var="ssh", oceanlab_obs_var="ssh_obs")
-    path = tmp_path / "mock.nc"
+    path = workspace / "datasets" / "mock.nc"
+    path.parent.mkdir(parents=True, exist_ok=True)
     ds.to_netcdf(path)
-    return path
+    return path.resolve()
 
 
 METRICS = {
@@ -108,8 +111,14 @@ def make_run(
     return run
 
 
+def shown(markdown: str) -> str:
+    """What a reader sees of Markdown escaped by :func:`app.ui.plain` (backslashes dropped)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
+
+
 def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
+    """The text of Streamlit elements as a reader sees it (Markdown escapes removed)."""
+    return "\n".join(shown(str(e.value)) for e in elements)
 
 
 # --------------------------------------------------------------------------- Home
@@ -173,6 +182,7 @@ def test_data_path_shows_map_and_summary(workspace: Path, mock_nc: Path):
     assert at.selectbox(key="data.var").value == "ssh"
     assert at.selectbox(key="data.obs").value == "ssh_obs"  # the file's observation variable
     assert "observations of ssh_obs" in texts(at.caption)
+    assert any("observations of ssh\\_obs" in c.value for c in at.caption)  # escaped name
     at.select_slider(key="data.day").set_value("2012-10-05").run()
     assert not at.exception
     at.selectbox(key="data.obs").set_value("(none)").run()
@@ -180,19 +190,27 @@ def test_data_path_shows_map_and_summary(workspace: Path, mock_nc: Path):
     assert at.session_state["dataset_path"] == str(mock_nc)
 
 
-@pytest.mark.parametrize("kind", ["missing", "not_netcdf"])
+@pytest.mark.parametrize("kind", ["missing", "not_netcdf", "outside_roots"])
 def test_data_bad_path_shows_one_error(workspace: Path, tmp_path: Path, kind: str):
-    bad = tmp_path / "nowhere" / "x.nc"
+    from app.ui import plain
+
+    datasets = workspace / "datasets"
+    datasets.mkdir(parents=True, exist_ok=True)
+    bad = datasets / "nowhere" / "x.nc"
     if kind == "not_netcdf":
-        bad = tmp_path / "notes.nc"
+        bad = datasets / "notes.nc"
+        bad.write_text("not a netcdf file\n")
+    elif kind == "outside_roots":
+        bad = tmp_path / "elsewhere.nc"
         bad.write_text("not a netcdf file\n")
     at = page("1_Data.py").run()
     at.radio(key="data.source").set_value("path").run()
     at.text_input(key="data.path").input(str(bad)).run()
     assert not at.exception
     assert len(at.error) == 1
-    assert str(bad) in at.error[0].value
+    assert plain(str(bad.resolve() if kind == "not_netcdf" else bad)) in at.error[0].value
     assert "\n" not in at.error[0].value.strip()
+    assert ("not a NetCDF" in at.error[0].value) == (kind == "not_netcdf")
     assert at.title[0].value == "Data"  # the page kept running
 
 
@@ -275,13 +293,24 @@ def test_experiment_bad_parameter_shows_error(
     at.button(key="exp.launch").click().run()
     assert not at.exception
     assert len(at.error) == 1
-    assert "model.noise" in at.error[0].value
+    assert "model.noise" in texts(at.error)
     assert submitted == [] and store.runs() == []
 
 
-def test_experiment_bad_data_path_blocks_launch(workspace: Path, tmp_path: Path):
-    at = _experiment_on(tmp_path / "missing.nc")
-    assert str(tmp_path / "missing.nc") in at.error[0].value
+@pytest.mark.parametrize("where", ["missing", "outside_roots"])
+def test_experiment_bad_data_path_blocks_launch(
+    workspace: Path, mock_nc: Path, tmp_path: Path, where: str
+):
+    from app.ui import plain
+
+    bad = mock_nc.parent / "missing.nc"
+    if where == "outside_roots":  # a real NetCDF file, but outside the data roots
+        bad = tmp_path / "copy.nc"
+        bad.write_bytes(mock_nc.read_bytes())
+    at = _experiment_on(bad)
+    assert len(at.error) == 1
+    assert plain(str(bad)) in at.error[0].value
+    assert "not an accessible dataset under the data roots" in at.error[0].value.replace("\\", "")
     assert at.button(key="exp.launch").disabled
 
 

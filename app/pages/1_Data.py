@@ -51,7 +51,7 @@ def show_summary(ds) -> None:
     ])
     st.dataframe(table, hide_index=True, width="stretch")
     if ds.attrs.get("oceanlab_notes"):
-        st.caption(f"Notes: {ds.attrs['oceanlab_notes']}")
+        st.caption("Notes: " + ui.plain(ds.attrs["oceanlab_notes"]))
 
 
 def show_map(ds, path: str) -> None:
@@ -87,7 +87,8 @@ def show_map(ds, path: str) -> None:
         ui.show_figure(fig)
         notes = []
         if obs is not None:
-            notes.append(f"{int(obs.notnull().sum())} observations of {overlay} on this day")
+            notes.append(f"{int(obs.notnull().sum())} observations of {ui.plain(overlay)} "
+                         "on this day")
         coast = figures.natural_earth_coastline()
         notes.append(f"coastline: Natural Earth {coast[0]}" if coast else
                      "land from the data's own mask (Natural Earth coastlines are not "
@@ -98,13 +99,14 @@ def show_map(ds, path: str) -> None:
 def main() -> None:
     ui.page_setup("Data")
     st.caption("Choose a dataset and look at it before using it in an experiment.")
-    source, path = ui.dataset_picker("data")
+    source, path = ui.dataset_picker(
+        "data", empty_hint="Type the path of a NetCDF file (or a glob such as `dir/*.nc`) "
+                           "with time, latitude and longitude coordinates, under one of the "
+                           "data roots listed above.")
     if source == "builtin" and not Path(path).is_file():
         generate_builtin()
         return
-    if path is None:
-        st.info("Type the path of a NetCDF file (or a glob such as `data/*.nc`) with "
-                "time, latitude and longitude coordinates.")
+    if path is None:  # nothing typed, or refused: the picker has said why
         return
     ds = ui.open_or_error(path)
     if ds is None:

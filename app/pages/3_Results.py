@@ -19,17 +19,26 @@ from data.errors import RunError  # noqa: E402
 
 
 def choose_run() -> Run | None:
-    """The run to show: from ``?run=ID`` when it is done, else the newest done run."""
+    """The run to show: from ``?run=ID`` when it is done, else the newest done run.
+
+    ``?run=`` is looked up among the run folders listed in the store, never joined to a path,
+    so no id (``..``, ``../x``, an absolute path) reaches a file outside the run store.
+    """
     store = ui.store()
-    runs = ui.done_runs(store.runs())
+    every = {r.id: r for r in store.runs()}
+    runs = ui.done_runs(list(every.values()))
     wanted = st.query_params.get("run")
     ids = [r.id for r in runs]
     if wanted and wanted not in ids:
-        try:
-            status = store.get(wanted).status
-            st.warning(f"Run {wanted} is {status}: its results appear here when it is done.")
-        except RunError as exc:
-            st.warning(str(exc))
+        if wanted in every:
+            info = ui.read_run(every[wanted])
+            if info.readable:
+                st.warning(f"Run {ui.plain(wanted)} is {ui.plain(info.status)}: its results "
+                           "appear here when it is done.")
+            else:
+                st.warning(f"Run {ui.plain(wanted)} cannot be read: {ui.plain(info.error)}")
+        else:
+            st.warning(f"No run {ui.plain(wanted)} in the run store.")
     if not runs:
         st.info("No finished run yet: launch one on the Experiment page.")
         ui.page_link("pages/2_Experiment.py", "Go to Experiment", icon="🧪")
@@ -44,19 +53,15 @@ def choose_run() -> Run | None:
 
 
 def header(run: Run) -> None:
-    info = run.info()
-    config = info.get("config") or {}
-    data = info.get("data") or {}
-    periods = info.get("periods") or {}
-    parts = [f"model **{(config.get('model') or {}).get('name', '?')}**",
-             f"data `{data.get('path') or (config.get('data') or {}).get('path') or 'built-in'}`"]
-    if periods.get("test"):
-        parts.append(f"test period {periods['test'][0]} → {periods['test'][1]}")
-    if info.get("device"):
-        parts.append(f"device {info['device']}")
-    seconds = (info.get("timings") or {}).get("total_s")
-    if seconds is not None:
-        parts.append(f"{seconds:.1f} s")
+    info = ui.read_run(run)
+    parts = [f"model **{ui.plain(info.model)}**",
+             f"data {ui.literal(info.data_path or 'built-in')}"]
+    if info.test_period:
+        parts.append(ui.plain(f"test period {info.test_period[0]} → {info.test_period[1]}"))
+    if info.device:
+        parts.append(f"device {ui.plain(info.device)}")
+    if info.seconds is not None:
+        parts.append(f"{info.seconds:.1f} s")
     st.markdown(" · ".join(parts))
 
 
@@ -100,12 +105,19 @@ def main() -> None:
     header(run)
     try:
         pred = ui.prediction(run)
-    except (RunError, OSError, ValueError) as exc:
-        st.error(f"{run.path / PREDICTION_FILE}: cannot be read ({exc})")
+        ui.reconstruction_name(pred)
+        missing = [v for v in ("truth", "obs") if v not in pred]
+        if missing:
+            raise KeyError(f"no variable {', '.join(missing)}")
+    except (RunError, OSError, ValueError, KeyError) as exc:
+        st.error(ui.plain(f"{run.path / PREDICTION_FILE}: cannot be read "
+                          f"({ui.first_line(str(exc)) or type(exc).__name__})"))
         return
     run_dir, mtime = str(run.path), ui.file_mtime(run.path / PREDICTION_FILE)
-    units = str(pred["truth"].attrs.get("units", ""))
-    metrics = run.metrics()
+    units = ui.as_text(pred["truth"].attrs.get("units"))
+    metrics, problem = ui.read_metrics(run)
+    if problem:
+        st.warning(ui.plain(problem))
 
     st.subheader("Scores")
     ui.show_scores(metrics, units)
@@ -119,22 +131,22 @@ def main() -> None:
         rmse = ui.rmse_series(run_dir, mtime)
         ui.show_figure(figures.timeseries_figure(
             {"RMSE": rmse}, ylabel=f"RMSE ({units})" if units else "RMSE", mark=day))
-        st.caption(f"Spatial RMSE over ocean points each day; mean {rmse.mean():.4g} {units}. "
-                   "The dashed line is the day shown on the maps.")
+        st.caption(f"Spatial RMSE over ocean points each day; mean {rmse.mean():.4g} "
+                   f"{ui.plain(units)}. The dashed line is the day shown on the maps.")
     with right:
         st.subheader("PSD score")
         score, lines, reason = ui.psd_diagnostic(run_dir, mtime)
         if score is None:
-            st.info(f"PSD score not available: {reason}")
+            st.info(f"PSD score not available: {ui.plain(reason)}")
         else:
             ui.show_figure(figures.psd_score_figure(
-                score, lines, lambda_x=metrics.get("lambda_x_deg"),
-                lambda_t=metrics.get("lambda_t_days")))
+                score, lines, lambda_x=ui.as_number(metrics.get("lambda_x_deg")),
+                lambda_t=ui.as_number(metrics.get("lambda_t_days"))))
             st.caption("1 − PSD(rec − truth) / PSD(truth) over wavelength and period; the "
                        "0.5 contour bounds the scales the method resolves (λx, λt).")
 
     st.subheader("Training history")
-    history = run.history()
+    history = ui.read_history(run)
     if history.empty or not any("loss" in str(c) for c in history.columns):
         st.caption("No training history: this model is not trained.")
     else:

@@ -23,9 +23,9 @@ def _delete(run_id: str) -> None:
     """Button callback: delete one run folder, then reset the delete widgets."""
     try:
         ui.store().delete(run_id)
-        st.session_state[FLASH_KEY] = ("success", f"Deleted run {run_id}.")
+        st.session_state[FLASH_KEY] = ("success", f"Deleted run {ui.plain(run_id)}.")
     except (RunError, OSError) as exc:
-        st.session_state[FLASH_KEY] = ("error", f"{run_id}: not deleted ({exc})")
+        st.session_state[FLASH_KEY] = ("error", ui.plain(f"{run_id}: not deleted ({exc})"))
     st.session_state[TARGET_KEY] = None
     st.session_state[CONFIRM_KEY] = False
 
@@ -35,9 +35,9 @@ def _cancel(run_id: str) -> None:
 
     try:
         jobs.cancel(ui.store().get(run_id))
-        st.session_state[FLASH_KEY] = ("success", f"Cancelled run {run_id}.")
+        st.session_state[FLASH_KEY] = ("success", f"Cancelled run {ui.plain(run_id)}.")
     except RunError as exc:
-        st.session_state[FLASH_KEY] = ("error", str(exc))
+        st.session_state[FLASH_KEY] = ("error", ui.plain(exc))
 
 
 def delete_section(ids: list[str]) -> None:
@@ -49,15 +49,16 @@ def delete_section(ids: list[str]) -> None:
         return
     try:
         run = ui.store().get(target)
-        status = run.status
     except RunError as exc:
-        st.error(str(exc))
+        st.error(ui.plain(exc))
         return
+    status = ui.read_run(run).status
     if status in ui.ACTIVE_STATUSES and ui.worker_alive(run):
-        st.warning(f"Run {target} is {status}; cancel it before deleting it.")
+        st.warning(f"Run {ui.plain(target)} is {status}; cancel it before deleting it.")
         st.button("Cancel this run", key="runs.cancel", on_click=_cancel, args=(target,))
         return
-    confirm = st.checkbox(f"Yes, delete run {target} and all its files", key=CONFIRM_KEY)
+    confirm = st.checkbox(f"Yes, delete run {ui.plain(target)} and all its files",
+                          key=CONFIRM_KEY)
     st.button("Delete", type="primary", disabled=not confirm, key="runs.delete",
               on_click=_delete, args=(target,))
 
@@ -65,40 +66,46 @@ def delete_section(ids: list[str]) -> None:
 def main() -> None:
     ui.page_setup("Runs")
     flash = st.session_state.pop(FLASH_KEY, None)
-    if flash:
+    if flash:  # (kind, Markdown already escaped by the callback)
         getattr(st, flash[0])(flash[1])
     store = ui.store()
-    table = store.table()
+    table = ui.runs_table(store)
     if table.empty:
-        st.info(f"No run yet in `{store.root}`: launch one on the Experiment page.")
+        st.info(f"No run yet in {ui.literal(store.root)}: launch one on the Experiment page.")
         ui.page_link("pages/2_Experiment.py", "Go to Experiment", icon="🧪")
         return
-    statuses = sorted(str(s) for s in table["status"].dropna().unique())
+    statuses = sorted(table["status"].unique())
     chosen = st.multiselect("Status", statuses, default=statuses, key="runs.status")
     shown = table[table["status"].isin(chosen)]
     st.dataframe(
-        shown, hide_index=True, width="stretch",
+        shown.drop(columns="error") if shown["error"].isna().all() else shown,
+        hide_index=True, width="stretch",
         column_config={
             "id": st.column_config.TextColumn("run id", pinned=True),
             "seconds": st.column_config.NumberColumn("time (s)", format="%.1f"),
+            "error": st.column_config.TextColumn(
+                "error", help="why a run failed, or why its folder cannot be read"),
         })
     st.caption(f"{len(shown)} of {len(table)} runs · click a column header to sort · "
-               f"folder `{store.root}`")
+               f"folder {ui.literal(store.root)}")
 
-    failed = shown[shown["status"] == "failed"]["id"].tolist()
-    if failed:
-        with st.expander(f"Errors of {len(failed)} failed run(s)"):
-            for run_id in failed:
-                try:
-                    st.markdown(f"`{run_id}`: {store.get(run_id).info().get('error') or '?'}")
-                except RunError as exc:
-                    st.markdown(f"`{run_id}`: {exc}")
+    broken = shown[shown["status"].isin(["failed", ui.UNREADABLE])]
+    if len(broken):
+        with st.expander(f"Errors of {len(broken)} failed or unreadable run(s)"):
+            for row in broken.itertuples():
+                error = row.error if isinstance(row.error, str) and row.error else None
+                if error is None:  # an older store leaves the error of a run in run.json
+                    try:
+                        error = ui.read_run(store.get(row.id)).error
+                    except RunError as exc:
+                        error = str(exc)
+                st.markdown(f"{ui.literal(row.id)} ({row.status}): {ui.plain(error or '?')}")
 
     done = table[table["status"] == "done"]["id"].tolist()
     if done:
         st.subheader("Open a run")
         run_id = st.selectbox("Finished run", done, key="runs.open")
-        ui.page_link("pages/3_Results.py", f"Results of {run_id}", icon="🗺️",
+        ui.page_link("pages/3_Results.py", f"Results of {ui.plain(run_id)}", icon="🗺️",
                      query_params={"run": run_id})
     delete_section(table["id"].tolist())
 
