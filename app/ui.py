@@ -592,7 +592,7 @@ def config_widgets(
     for i, name in enumerate(names):
         field = params_cls.model_fields[name]
         col = cols[i % columns]
-        default = (values or {}).get(name, field.default)
+        default = (values or {}).get(name, field.get_default(call_default_factory=True))
         kind, optional = _unwrap_optional(field.annotation)
         key = f"{key_prefix}.{name}"
         label = name
@@ -613,6 +613,12 @@ def config_widgets(
             options = list(typing.get_args(kind)) + ([None] if optional else [])
             index = options.index(default) if default in options else 0
             out[name] = col.selectbox(label, options, index=index, help=help_text, key=key)
+        elif typing.get_origin(kind) in (list, dict):
+            # Structured values (the loss terms) are edited as YAML, e.g. [{name: mse}].
+            plain_default = [v.model_dump() if isinstance(v, BaseModel) else v for v in default] \
+                if isinstance(default, list) else default
+            text = yaml.safe_dump(plain_default, default_flow_style=True, sort_keys=False).strip()
+            out[name] = _parse_text(col.text_input(label, value=text, help=help_text, key=key))
         else:
             text = "" if default is None else str(default)
             out[name] = _parse_text(col.text_input(label, value=text, help=help_text, key=key))

@@ -24,10 +24,21 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
 from data.errors import ConfigError
+from data.tasks import TaskParams, available_tasks, get_task
 from models import registry
 from models.base import ModelParams
+from models.trainer import TrainSettings
 
-TASKS = ("interpolation",)
+#: Keys that moved from a network's ``model`` section to ``train`` (issue 4); a config that
+#: still gives them under ``model`` is read as if they were under ``train``.
+MOVED_TO_TRAIN = ("lr", "weight_decay", "batch_size", "patch_size", "steps_per_epoch", "flips",
+                  "transposes")
+
+
+def __getattr__(name: str):
+    if name == "TASKS":  # the registered task names (a registry, so always current)
+        return tuple(available_tasks())
+    raise AttributeError(name)
 
 #: Largest seed: seeds are written to NetCDF attributes as signed 64-bit integers.
 SEED_MAX = 2**63 - 1
@@ -68,26 +79,8 @@ class DataConfig(_Section):
     _seeds = field_validator("obs_seed")(_check_seed)
 
 
-class TaskConfig(_Section):
-    name: Literal["interpolation"] = "interpolation"
-    test_period: str | None = Field(
-        None, description="'YYYY-MM-DD/YYYY-MM-DD'; default: from the file, else automatic")
-    val_period: str | None = Field(None, description="'YYYY-MM-DD/YYYY-MM-DD' or automatic")
-    train_period: str | None = Field(None, description="'YYYY-MM-DD/YYYY-MM-DD' or automatic")
-    gap_days: int = Field(
-        7, ge=0, le=36_500, description="days left out between automatic splits so they are not correlated")
-    min_days: int = Field(10, ge=3, le=10_000_000, description="fewest time steps the task accepts")
-
-    _texts = field_validator("test_period", "val_period", "train_period")(_check_text)
-
-
-class TrainConfig(_Section):
-    epochs: int = Field(40, ge=1, le=1_000_000, description="training epochs (learned models only)")
-    seed: int = Field(0, ge=0, description="seed of every random choice in the run (0 to 2**63-1)")
-    device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="'auto' uses the GPU when there is one")
-
-    _seeds = field_validator("seed")(_check_seed)
+#: The ``train`` section: how networks are trained (defined beside the trainer).
+TrainConfig = TrainSettings
 
 
 class LimitsConfig(_Section):
@@ -97,11 +90,29 @@ class LimitsConfig(_Section):
 
 
 class ExperimentConfig(_Section):
+    """data, task, model, train and limits; ``task`` and ``model`` are the registered
+    classes' own parameters, chosen by their ``name`` (a union discriminated through the
+    registries, so that a task or model added in one file is a valid section at once)."""
+
     data: DataConfig = Field(default_factory=DataConfig)
-    task: TaskConfig = Field(default_factory=TaskConfig)
+    task: SerializeAsAny[TaskParams] = Field(default_factory=lambda: get_task("interpolation").Params())
     model: SerializeAsAny[ModelParams]
     train: TrainConfig = Field(default_factory=TrainConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task_params(cls, value: Any) -> TaskParams:
+        if isinstance(value, TaskParams):
+            return value
+        if isinstance(value, str):
+            value = {"name": value}
+        if not isinstance(value, dict):
+            raise ValueError("task needs a 'name' (e.g. {name: forecast})")
+        value = {"name": "interpolation", **value}
+        if not isinstance(value["name"], str):
+            raise ValueError(f"task name must be a text such as 'forecast' (got {value['name']!r})")
+        return get_task(value["name"]).Params(**value)
 
     @field_validator("model", mode="before")
     @classmethod
@@ -126,7 +137,7 @@ class ExperimentConfig(_Section):
 #: Section name → its class (``model`` is the registered model's ``Params``).
 SECTIONS: tuple[str, ...] = tuple(ExperimentConfig.model_fields)
 _SECTION_CLASSES: dict[str, type[BaseModel]] = {
-    "data": DataConfig, "task": TaskConfig, "train": TrainConfig, "limits": LimitsConfig}
+    "data": DataConfig, "train": TrainConfig, "limits": LimitsConfig}
 
 
 def max_memory_bytes(config: ExperimentConfig) -> int:
@@ -240,8 +251,6 @@ def build_config(
     ------
     ConfigError : unknown section or field, invalid value; the message lists what is valid.
     """
-    if task not in TASKS:
-        raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
     raw = normalise_sections(base)
     raw.setdefault("task", {}).setdefault("name", task)
     raw.setdefault("model", {}).setdefault("name", model)
@@ -255,13 +264,25 @@ def build_config(
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"model.name: expected a model name such as 'oi' (got {_short(name)}); "
                           f"choose one of: {', '.join(registry.available())}")
-    if not isinstance(raw["task"]["name"], str):
-        raise ConfigError(f"task.name: expected a task name (got {_short(raw['task']['name'])}); "
-                          f"choose one of: {', '.join(TASKS)}")
-    params_cls = registry.get(name).Params
+    task_name = raw["task"]["name"]
+    if not isinstance(task_name, str):
+        raise ConfigError(f"task.name: expected a task name (got {_short(task_name)}); "
+                          f"choose one of: {', '.join(available_tasks())}")
+    task_cls = get_task(task_name)
+    model_cls = registry.get(name)
+    if not model_cls.supports(task_name):
+        valid = registry.available(task_name)
+        raise ConfigError(f"model {name!r} does not support the {task_name} task; models for "
+                          f"{task_name}: {', '.join(valid) or 'none'}")
+    params_cls = model_cls.Params
+    for key in MOVED_TO_TRAIN:  # older configs and scripts: model.lr → train.lr
+        if key in raw["model"] and key not in params_cls.model_fields:
+            raw.setdefault("train", {}).setdefault(key, raw["model"].pop(key))
     for section, values in raw.items():
         if section == "model":
             _check_fields(section, params_cls, values, f"parameter of model {name!r}")
+        elif section == "task":
+            _check_fields(section, task_cls.Params, values, f"parameter of task {task_name!r}")
         else:
             _check_fields(section, _SECTION_CLASSES[section], values, f"field of section {section!r}")
     try:

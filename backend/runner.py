@@ -28,8 +28,8 @@ from backend.device import choose_device, describe
 from backend.liveness import RunCancelled, identity, supervised
 from backend.store import Run, RunStore, now_iso
 from data.canonical import fingerprint, open_dataset
-from data.errors import OceanLabError
-from data.tasks import InterpolationTask, build_interpolation_task
+from data.errors import ConfigError, OceanLabError
+from data.tasks import Task, TaskContext, get_task
 from models import registry
 
 log = logging.getLogger(__name__)
@@ -66,34 +66,27 @@ def load_dataset(path: str | Path) -> xr.Dataset:
     return _cached_open(str(p), mtime)
 
 
-def build_task(config: ExperimentConfig, path: Path | None = None) -> InterpolationTask:
-    """The task a config describes, on the data at ``path`` (default: the config's file)."""
+def build_task(config: ExperimentConfig, path: Path | None = None,
+               store: RunStore | None = None) -> Task:
+    """The task a config describes, on the data at ``path`` (default: the config's file).
+
+    ``store`` lets a task read a finished run (a forecast initialised from an interpolation
+    run's reconstruction); it defaults to the workspace's run store.
+    """
     path = path or resolve_data_path(config)
     ds = load_dataset(path)
-    t = config.task
-    return build_interpolation_task(
-        ds, config.data.var, config.data.obs,
-        obs_noise=config.data.obs_noise, obs_seed=config.data.obs_seed,
-        test_period=t.test_period, val_period=t.val_period, train_period=t.train_period,
-        gap_days=t.gap_days, min_days=t.min_days, label=str(path),
-    )
+    store = store or RunStore(paths.runs_dir())
 
+    def run_prediction(run_id: str) -> xr.Dataset:
+        run = store.get(run_id)
+        status = run.info().get("status")
+        if status != "done":
+            raise ConfigError(f"run {run_id} is {status}, not done: its prediction cannot be used")
+        return run.prediction()
 
-def prediction_dataset(task: InterpolationTask, rec: xr.DataArray, times: pd.DatetimeIndex) -> xr.Dataset:
-    """The reconstruction with truth, observations and mask on the input grid (prediction.nc)."""
-    name = str(task.truth.name)
-    truth = task.truth.sel(time=times)
-    ds = xr.Dataset(
-        {
-            name: rec.astype(np.float32).assign_attrs(
-                {**truth.attrs, "long_name": f"reconstruction of {name}"}),
-            "truth": truth.assign_attrs(truth.attrs),
-            "obs": task.obs.sel(time=times).astype(np.float32),
-            "mask": task.mask.astype(np.int8).assign_attrs(long_name="ocean mask (1 = ocean)"),
-        }
-    )
-    ds.attrs.update({"oceanlab_reconstruction_var": name, "Conventions": "CF-1.8"})
-    return ds
+    task_cls = get_task(config.task.name)
+    return task_cls.build(ds, config.data, config.task, label=str(path),
+                          context=TaskContext(run_prediction=run_prediction))
 
 
 def _record_end(run: Run, t0: float, timings: dict, **fields) -> None:
@@ -146,8 +139,6 @@ def execute(config: ExperimentConfig, store: RunStore, run: Run | None = None) -
 
 
 def _execute(config: ExperimentConfig, run: Run, timings: dict, t0: float) -> None:
-    from metrics import score_mapping
-
     torch.manual_seed(config.train.seed)
     np.random.seed(config.train.seed % 2**32)
     device = choose_device(config.train.device)
@@ -158,13 +149,15 @@ def _execute(config: ExperimentConfig, run: Run, timings: dict, t0: float) -> No
                memory={"limit_bytes": resources.limit_bytes(config), "estimate_bytes": estimate})
 
     tic = time.perf_counter()
-    task = build_task(config, path)
+    task = build_task(config, path, RunStore(run.path.parent))
     timings["load_s"] = round(time.perf_counter() - tic, 3)
 
     model_cls = registry.get(config.model.name)
-    if task.kind not in model_cls.tasks:
-        raise OceanLabError(f"model {config.model.name!r} does not support task {task.kind!r}")
+    if not model_cls.supports(task.kind):
+        raise ConfigError(f"model {config.model.name!r} does not support the {task.kind} task; "
+                          f"models for {task.kind}: {', '.join(registry.available(task.kind))}")
     model = model_cls(config.model, device=device, seed=config.train.seed)
+    model.configure(config.train)
     estimate = resources.check_model(config, model, task, str(path))
     run.update(memory={"limit_bytes": resources.limit_bytes(config), "estimate_bytes": estimate})
 
@@ -176,25 +169,26 @@ def _execute(config: ExperimentConfig, run: Run, timings: dict, t0: float) -> No
         run.update(progress={k: row[k] for k in ("epoch", "epochs") if k in row})
 
     tic = time.perf_counter()
-    history = model.fit(task, epochs=config.train.epochs, progress=progress)
+    history = model.fit(task, config.train, progress=progress, log_dir=run.path)
     timings["fit_s"] = round(time.perf_counter() - tic, 3)
     if history is None or not len(history):
         history = pd.DataFrame(columns=["epoch", "train_loss", "val_loss"])
     run.write_history(history)
 
     tic = time.perf_counter()
-    test_times = task.times("test")
+    test_times = task.sample_times("test")
     rec = model.predict(task, test_times)
     timings["predict_s"] = round(time.perf_counter() - tic, 3)
-    pred = prediction_dataset(task, rec, test_times)
+    pred = task.prediction_dataset(rec, test_times)
     run.write_prediction(pred)
     weights = model.state_dict()
     if weights:
         run.write_weights(weights)
 
     tic = time.perf_counter()
-    scores = score_mapping(pred[str(task.truth.name)], pred["truth"], task.mask)
+    scores, diagnostics = task.score(pred)
     timings["score_s"] = round(time.perf_counter() - tic, 3)
     run.write_metrics(scores)
+    run.write_diagnostics(diagnostics)
     _record_end(run, t0, timings, status="done",
                 periods={k: [str(a.date()), str(b.date())] for k, (a, b) in task.periods.items()})

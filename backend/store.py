@@ -10,8 +10,14 @@ Layout of ``<runs_dir>/<run_id>/``:
 ``prediction.nc``
     the reconstruction over the test period (named like the truth variable) with ``truth``,
     ``obs`` and ``mask`` on the same grid.
+``diagnostics.nc``
+    what the pages draw, computed once by the task's scoring (RMSE over time, the PSD
+    score, per-lead curves of a forecast, …).
 ``model.safetensors``
     weights of learned models.
+``lightning/metrics.csv``, ``tensorboard/``, ``checkpoints/best.ckpt``
+    Lightning's CSV and TensorBoard logs (``tensorboard --logdir workspace/runs``) and the
+    best checkpoint on the validation loss, for learned models.
 ``history.csv``
     one row per epoch (epoch, train_loss, val_loss, …).
 ``heartbeat.json``
@@ -48,6 +54,7 @@ METRICS_FILE = "metrics.json"
 PREDICTION_FILE = "prediction.nc"
 WEIGHTS_FILE = "model.safetensors"
 HISTORY_FILE = "history.csv"
+DIAGNOSTICS_FILE = "diagnostics.nc"
 HEARTBEAT_FILE = "heartbeat.json"
 CANCEL_FILE = "cancel.request"
 ACTIVE = ("queued", "running")
@@ -199,17 +206,35 @@ class Run:
     def write_history(self, history: pd.DataFrame) -> None:
         atomic_write_bytes(self.path / HISTORY_FILE, history.to_csv(index=False).encode())
 
-    def write_prediction(self, ds: xr.Dataset) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".prediction.", suffix=".nc.tmp", dir=self.path)
+    def _write_netcdf(self, ds: xr.Dataset, name: str) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.path)
         os.close(fd)
         try:
             encoding = {v: {"zlib": True, "complevel": 4} for v in ds.data_vars
-                        if ds[v].dtype.kind == "f"}
+                        if ds[v].dtype.kind == "f" and ds[v].ndim > 0}
             ds.to_netcdf(tmp, encoding=encoding)
-            os.replace(tmp, self.path / PREDICTION_FILE)
+            os.chmod(tmp, _file_mode())
+            os.replace(tmp, self.path / name)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def write_prediction(self, ds: xr.Dataset) -> None:
+        self._write_netcdf(ds, PREDICTION_FILE)
+
+    def write_diagnostics(self, ds: xr.Dataset) -> None:
+        self._write_netcdf(ds, DIAGNOSTICS_FILE)
+
+    def diagnostics(self) -> xr.Dataset | None:
+        """diagnostics.nc loaded, or None when the run has none (older runs)."""
+        p = self.path / DIAGNOSTICS_FILE
+        if not p.exists():
+            return None
+        try:
+            with xr.open_dataset(p) as ds:
+                return ds.load()
+        except (OSError, ValueError) as exc:
+            raise RunError(f"{p}: cannot be read ({exc})") from None
 
     def prediction(self) -> xr.Dataset:
         p = self.path / PREDICTION_FILE

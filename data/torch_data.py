@@ -1,9 +1,13 @@
 """Torch datasets: tensors loaded once (on the device), patches cut there.
 
-The interpolation input for day ``t`` is a window of ``window`` days of observations centred
-on ``t`` (normalised, zero where missing) and the matching observation masks, i.e.
-``2·window`` channels; the target is the normalised truth on day ``t``; the weight is the
-ocean mask. Windows that run past the record's ends see zeros (no observation).
+A task describes what a network sees and predicts with :class:`data.tasks.NetworkIO`:
+input fields and the time offsets around a sample time ``t``, and the target offsets.
+:class:`TaskTensors` holds them normalised (zero where missing) with their availability
+masks, so that the inputs of any batch of sample times are a gather, never a copy of the
+record. Channels come in blocks: each source's values at every input offset, then (if
+asked) its availability at every offset. For interpolation this is the window of
+observations then their masks (``2·window`` channels); inputs that run past the record's
+ends see zeros; targets past them weigh zero.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data.tasks import InterpolationTask
+from data.tasks import InterpolationTask, NetworkIO, Task
 
 
 @dataclass
@@ -25,50 +29,75 @@ class Normalisation:
     std: float
 
     @classmethod
-    def from_task(cls, task: InterpolationTask) -> Normalisation:
+    def from_task(cls, task: Task) -> Normalisation:
         values = task.truth.isel(time=task.index("train")).values
         values = values[np.isfinite(values)]
         std = float(values.std()) if values.size else 1.0
         return cls(mean=float(values.mean()) if values.size else 0.0, std=std if std > 0 else 1.0)
 
 
-class WindowTensors:
-    """The whole task as tensors on ``device``: obs (T, H, W), obs mask, truth, ocean mask."""
+class TaskTensors:
+    """A task's inputs, targets and weights as tensors on ``device`` (see the module doc)."""
 
-    def __init__(self, task: InterpolationTask, norm: Normalisation, window: int, device: torch.device):
-        self.window = window
-        self.half = window // 2
-        obs = task.obs.values.astype(np.float32)
-        seen = np.isfinite(obs)
-        obs_z = np.where(seen, (obs - norm.mean) / norm.std, 0.0).astype(np.float32)
-        truth = task.truth.values.astype(np.float32)
-        ocean = task.mask.values.astype(bool) & np.isfinite(truth).all(axis=0)
-        truth_z = np.where(np.isfinite(truth), (truth - norm.mean) / norm.std, 0.0).astype(np.float32)
-        pad = ((self.half, self.half), (0, 0), (0, 0))
-        self.obs = torch.from_numpy(np.pad(obs_z, pad)).to(device)
-        self.seen = torch.from_numpy(np.pad(seen.astype(np.float32), pad)).to(device)
-        self.truth = torch.from_numpy(truth_z).to(device)
-        self.ocean = torch.from_numpy(ocean.astype(np.float32)).to(device)
+    def __init__(self, task: Task, io: NetworkIO, norm: Normalisation, device: torch.device):
+        self.io = io
         self.device = device
-        offsets = torch.arange(window, device=device)
-        self._offsets = offsets
+        offsets = np.asarray(io.in_offsets, dtype=np.int64)
+        self.pad_before = int(max(0, -offsets.min()))
+        self.pad_after = int(max(0, offsets.max()))
+        pad = ((self.pad_before, self.pad_after), (0, 0), (0, 0))
+        blocks = []
+        for source, with_mask in zip(io.sources, io.masks, strict=True):
+            values = np.asarray(source.transpose("time", "lat", "lon").values, dtype=np.float32)
+            seen = np.isfinite(values)
+            z = np.where(seen, (values - norm.mean) / norm.std, 0.0).astype(np.float32)
+            blocks.append(torch.from_numpy(np.pad(z, pad)).to(device))
+            del z
+            if with_mask:
+                blocks.append(torch.from_numpy(np.pad(seen.astype(np.float32), pad)).to(device))
+        #: one (T + pads, H, W) tensor per channel block
+        self.blocks = blocks
+        truth = task.truth.values.astype(np.float32)
+        ocean = task.mask.values.astype(bool)
+        valid = np.isfinite(truth) & ocean[None]
+        self.truth = torch.from_numpy(np.where(valid, (truth - norm.mean) / norm.std, 0.0)
+                                      .astype(np.float32)).to(device)
+        self.valid = torch.from_numpy(valid.astype(np.float32)).to(device)
+        self.ocean = torch.from_numpy(ocean.astype(np.float32)).to(device)
+        self.n_time = truth.shape[0]
+        self._in = torch.as_tensor(offsets + self.pad_before, device=device)
+        self._out = torch.as_tensor(np.asarray(io.out_offsets, dtype=np.int64), device=device)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.ocean.shape)
 
     def inputs(self, t: torch.Tensor, i0: torch.Tensor | None = None, j0: torch.Tensor | None = None,
                size: tuple[int, int] | None = None) -> torch.Tensor:
-        """Inputs ``(B, 2·window, h, w)`` for days ``t`` (B,), cropped at (i0, j0) if given."""
-        days = t[:, None] + self._offsets[None, :]  # positions in the padded time axis
-        obs, seen = self.obs[days], self.seen[days]  # (B, window, H, W)
-        x = torch.cat([obs, seen], dim=1)
+        """Inputs ``(B, in_channels, h, w)`` for sample times ``t`` (B,), cropped at (i0, j0)."""
+        steps = t[:, None] + self._in[None, :]  # positions in the padded time axis
+        x = torch.cat([block[steps] for block in self.blocks], dim=1)
         if size is None:
             return x
         return _crop(x, i0, j0, size)
 
     def targets(self, t: torch.Tensor, i0=None, j0=None, size=None) -> tuple[torch.Tensor, torch.Tensor]:
-        y = self.truth[t][:, None]
-        w = self.ocean[None, None].expand(len(t), 1, *self.ocean.shape)
+        """Targets and weights ``(B, out_channels, h, w)``; zero weight past the record."""
+        steps = t[:, None] + self._out[None, :]
+        inside = (steps >= 0) & (steps < self.n_time)
+        steps = steps.clamp(0, self.n_time - 1)
+        y = self.truth[steps]
+        w = self.valid[steps] * inside[:, :, None, None].to(self.valid.dtype)
         if size is None:
             return y, w
         return _crop(y, i0, j0, size), _crop(w, i0, j0, size)
+
+
+class WindowTensors(TaskTensors):
+    """The interpolation inputs with an explicit window (kept for scripts and tests)."""
+
+    def __init__(self, task: InterpolationTask, norm: Normalisation, window: int, device: torch.device):
+        super().__init__(task, task.network_io(window), norm, device)
 
 
 def _crop(x: torch.Tensor, i0: torch.Tensor, j0: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -93,7 +122,7 @@ class RandomPatchBatches(Dataset):
                  steps: int, seed: int = 0, flips: bool = False, transposes: bool = False):
         self.t = tensors
         self.days = torch.as_tensor(days, dtype=torch.long, device=tensors.device)
-        H, W = tensors.ocean.shape
+        H, W = tensors.shape
         self.size = (min(patch, H), min(patch, W))
         self.batch_size = batch_size
         self.steps = steps
@@ -111,7 +140,7 @@ class RandomPatchBatches(Dataset):
         if k == 0:
             self.epoch += 1
         g = torch.Generator().manual_seed(hash((self.seed, self.epoch, k)) % (2**63))
-        H, W = self.t.ocean.shape
+        H, W = self.t.shape
         n = self.batch_size
         day = self.days[torch.randint(len(self.days), (n,), generator=g).to(self.days.device)]
         i0 = torch.randint(H - self.size[0] + 1, (n,), generator=g).to(self.days.device)

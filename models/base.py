@@ -12,7 +12,10 @@ import xarray as xr
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
-    from data.tasks import InterpolationTask
+    from pathlib import Path
+
+    from data.tasks import Task
+    from models.trainer import TrainSettings
 
 #: Called by ``fit`` with a dict such as ``{"epoch": 3, "epochs": 20, "train_loss": ..,
 #: "val_loss": ..}``; the backend turns it into live progress in the run store.
@@ -29,10 +32,12 @@ class ModelParams(BaseModel):
 
 
 class Mapper(ABC):
-    """A method that reconstructs gridded fields.
+    """A method that predicts gridded fields for one or more tasks.
 
-    Subclasses set ``Params`` (a :class:`ModelParams` subclass) and ``tasks`` (the task
-    kinds they support), and implement :meth:`fit` and :meth:`predict`.
+    Subclasses set ``Params`` (a :class:`ModelParams` subclass) and ``tasks`` (the names of
+    the tasks they support), and implement :meth:`predict` (and :meth:`fit` when they
+    learn). Learned networks subclass :class:`models.trainer.NetworkModel` instead, which
+    implements both for every task.
     """
 
     name: ClassVar[str] = ""
@@ -46,25 +51,34 @@ class Mapper(ABC):
         self.device = device
         self.seed = seed
 
-    def fit(
-        self, task: InterpolationTask, epochs: int, progress: ProgressFn | None = None
-    ) -> pd.DataFrame | None:
-        """Learn from ``task``'s training and validation splits.
+    @classmethod
+    def supports(cls, task: str) -> bool:
+        return task in cls.tasks
 
-        Returns the training history (one row per epoch) or None for methods without training.
-        """
+    def configure(self, settings: TrainSettings) -> None:
+        """Take the run's ``train`` settings before any estimate or fit (default: nothing)."""
+
+    def fit(
+        self, task: Task, settings: TrainSettings, progress: ProgressFn | None = None,
+        log_dir: str | Path | None = None,
+    ) -> pd.DataFrame | None:
+        """Learn from ``task``'s training and validation splits with ``settings`` (the
+        config's ``train`` section); ``log_dir`` (the run folder) receives logs and
+        checkpoints. Returns the history (one row per epoch) or None for methods without
+        training."""
         return None
 
     @abstractmethod
-    def predict(self, task: InterpolationTask, times: pd.DatetimeIndex) -> xr.DataArray:
-        """Reconstruction ``(time, lat, lon)`` on the task's grid for ``times``, in the
-        truth's units, NaN on land."""
+    def predict(self, task: Task, times: pd.DatetimeIndex) -> xr.DataArray:
+        """The task's prediction for its sample times ``times`` (see
+        :meth:`data.tasks.Task.wrap`: ``(time, lat, lon)`` for interpolation and downscaling,
+        ``(time, lead_time, lat, lon)`` for a forecast), in the truth's units, NaN on land."""
 
     def state_dict(self) -> dict[str, torch.Tensor] | None:
         """Weights to save with the run (None for methods without weights)."""
         return None
 
-    def memory_estimate(self, task: InterpolationTask) -> dict[str, int]:
+    def memory_estimate(self, task: Task) -> dict[str, int]:
         """Bytes that :meth:`fit` and :meth:`predict` need on ``task`` beyond its fields,
         by part (``{"covariances": …}``); the backend refuses a run over its memory limit
         before fitting. The default, for light methods, is nothing."""

@@ -113,7 +113,9 @@ def _tree_digest(path):
     (["train", "--data", "{nc}", "--model", "oi", "--var", "sst"], "unknown variable 'sst'"),
     (["train", "--data", "{nc}", "--model", "oi", "--obs", "ssh_obs", "--set", "task.min_days=100"],
      "only 60 time steps"),
-    (["train", "--data", "{nc}", "--task", "forecast", "--model", "oi"], "unknown task 'forecast'"),
+    (["train", "--data", "{nc}", "--task", "forecasting", "--model", "oi"], "unknown task 'forecasting'"),
+    (["train", "--data", "{nc}", "--task", "forecast", "--model", "oi"],
+     "model 'oi' does not support the forecast task; models for forecast:"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, mock_nc, tmp_path, argv, message):
     runs = tmp_path / "runs"

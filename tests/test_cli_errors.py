@@ -83,7 +83,8 @@ CATALOGUE = [
     _case(["config", "--set", "data.obs_noise=.inf"], "data.obs_noise", "finite", id="set-inf"),
     _case(["config", "--set", "model.lx_deg=nan"], "model.lx_deg", "finite", id="set-nan-text"),
     _case(["config", "--set", "model.lt_days=-.inf"], "model.lt_days", "finite", id="set-minus-inf"),
-    _case(["config", "--model", "unet", "--set", "model.lr=.nan"], "model.lr", "finite", id="set-unet-nan"),
+    _case(["config", "--model", "unet", "--set", "model.lr=.nan"], "train.lr", "finite", id="set-unet-nan"),
+    _case(["config", "--model", "unet", "--set", "train.lr=.inf"], "train.lr", "finite", id="set-train-inf"),
     _case(["config", "--set", "limits.max_memory_gb=.inf"], "limits.max_memory_gb", "finite", id="limits-inf"),
     _case(["config", "--set", "limits.max_memory_gb=-1"], "limits.max_memory_gb", "greater than 0",
           id="limits-negative"),
@@ -106,7 +107,10 @@ CATALOGUE = [
           id="model-contradicts-set"),
     _case(["config", "--set", "model.name=[1, 2]"], "model.name", "oi, unet", id="model-name-list"),
     _case(["config", "--model", "gpt"], "unknown model 'gpt'", "oi, unet", id="unknown-model"),
-    _case(["config", "--task", "forecast"], "unknown task 'forecast'", "interpolation", id="unknown-task"),
+    _case(["config", "--task", "forecasting"], "unknown task 'forecasting'", "interpolation, ",
+          "forecast", "downscaling", id="unknown-task"),
+    _case(["config", "--task", "forecast", "--model", "oi"], "model 'oi' does not support the "
+          "forecast task", "models for forecast: ", id="invalid-pair"),
     _case(["train", "--epochs", "3", "--set", "train.epochs=5"], "--epochs 3", "train.epochs=5",
           id="flag-contradicts-set"),
 

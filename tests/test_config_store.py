@@ -26,9 +26,31 @@ def test_defaults_and_round_trip_through_json():
 
 def test_set_overrides_every_section():
     cfg = build_config(model="unet", overrides=parse_set(
-        ["model.window=5", "train.epochs=3", "data.obs=simulation", "task.gap_days=2", "model.flips=false"]))
-    assert cfg.model.window == 5 and cfg.train.epochs == 3
-    assert cfg.data.obs == "simulation" and cfg.task.gap_days == 2 and cfg.model.flips is False
+        ["model.window=5", "train.epochs=3", "data.obs=simulation", "task.gap_days=2", "train.flips=false",
+         "limits.max_memory_gb=2"]))
+    assert cfg.model.window == 5 and cfg.train.epochs == 3 and cfg.limits.max_memory_gb == 2
+    assert cfg.data.obs == "simulation" and cfg.task.gap_days == 2 and cfg.train.flips is False
+
+
+def test_training_settings_given_under_model_are_read_as_train():
+    """Configs written before the train section existed (model.lr, model.batch_size…)."""
+    cfg = build_config(model="unet", overrides=parse_set(["model.lr=0.01", "model.batch_size=4"]))
+    assert cfg.train.lr == 0.01 and cfg.train.batch_size == 4
+    assert "lr" not in cfg.to_dict()["model"]
+
+
+def test_every_task_and_model_pair_has_a_config():
+    from data.tasks import available_tasks
+    from models import registry
+
+    for task in available_tasks():
+        models = registry.available(task)
+        assert models, task
+        for model in models:
+            cfg = build_config(task=task, model=model)
+            assert cfg.task.name == task and cfg.model.name == model
+            again = ExperimentConfig(**cfg.to_dict())
+            assert again == cfg and type(again.task) is type(cfg.task)
 
 
 def test_yaml_file_then_set(tmp_path):

@@ -12,6 +12,7 @@ import xarray as xr
 from data.synthetic import add_noise, insert_nan, mock_field
 from data.tasks import InterpolationTask
 from models import oi
+from models.trainer import TrainSettings
 from models.oi import OIMapper, OIParams, optimal_interpolation
 
 
@@ -141,7 +142,7 @@ def test_oi_mapper_through_the_registry_beats_trivial_guesses():
     cls = registry.get("oi")
     assert cls is OIMapper and not cls.trainable and "interpolation" in cls.tasks
     model = cls(cls.Params(), torch.device("cpu"))
-    assert model.fit(task, epochs=1) is None
+    assert model.fit(task, TrainSettings(epochs=1)) is None
     times = task.times("test")
     pred = model.predict(task, times)
 

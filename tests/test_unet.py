@@ -8,9 +8,11 @@ import torch
 
 from data.tasks import build_interpolation_task
 from data.torch_data import Normalisation, RandomPatchBatches, WindowTensors
+from models.trainer import TrainSettings
 from models.unet import UNet, UNetMapper, UNetParams
 
-TINY = dict(window=3, base_channels=4, depth=2, patch_size=12, batch_size=4, steps_per_epoch=4)
+TINY = dict(window=3, base_channels=4, depth=2)
+TINY_TRAIN = dict(patch_size=12, batch_size=4, steps_per_epoch=4)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (5, 7), (13, 9), (16, 16), (33, 18)])
@@ -63,7 +65,7 @@ def test_fit_predict_restores_best_weights_and_round_trips(mock_ds):
     task = build_interpolation_task(mock_ds, "ssh", "ssh_obs")
     model = UNetMapper(UNetParams(**TINY), torch.device("cpu"), seed=0)
     seen = []
-    history = model.fit(task, epochs=3, progress=seen.append)
+    history = model.fit(task, TrainSettings(epochs=3, **TINY_TRAIN), progress=seen.append)
     assert [r["epoch"] for r in seen] == [1, 2, 3]
     assert list(history["epoch"]) == [1, 2, 3]
     best = history.loc[history["val_loss"].idxmin(), "epoch"]
@@ -75,18 +77,18 @@ def test_fit_predict_restores_best_weights_and_round_trips(mock_ds):
     assert pred.attrs["units"] == "m"
     # the saved state reproduces the prediction in a fresh model
     fresh = UNetMapper(UNetParams(**TINY), torch.device("cpu"), seed=1)
-    fresh.load_state_dict(model.state_dict())
+    fresh.load_state_dict(model.state_dict(), task)
     np.testing.assert_allclose(fresh.predict(task, task.times("test")).values, pred.values, equal_nan=True)
 
 
 def test_training_reduces_the_error(mock_ds):
     task = build_interpolation_task(mock_ds, "ssh", "ssh_obs")
-    params = UNetParams(**{**TINY, "steps_per_epoch": 8, "base_channels": 8, "lr": 5e-3})
+    params = UNetParams(**{**TINY, "base_channels": 8})
     model = UNetMapper(params, torch.device("cpu"), seed=0)
     times = task.times("test")
     truth = task.truth.sel(time=times).values
     untrained = np.sqrt(np.nanmean((model.predict(task, times).values - truth) ** 2))
-    history = model.fit(task, epochs=6)
+    history = model.fit(task, TrainSettings(epochs=6, **{**TINY_TRAIN, "steps_per_epoch": 8, "lr": 5e-3}))
     trained = np.sqrt(np.nanmean((model.predict(task, times).values - truth) ** 2))
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     assert trained < 0.8 * untrained

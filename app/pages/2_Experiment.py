@@ -13,7 +13,8 @@ import streamlit as st  # noqa: E402
 
 from app import ui  # noqa: E402
 from backend import jobs, paths  # noqa: E402
-from backend.config import TASKS, DataConfig, TaskConfig, TrainConfig, build_config  # noqa: E402
+from backend.config import DataConfig, TrainConfig, build_config  # noqa: E402
+from data.tasks import available_tasks, get_task  # noqa: E402
 from backend.store import Run  # noqa: E402
 from data.errors import ConfigError, DataError, RunError  # noqa: E402
 from models import registry  # noqa: E402
@@ -57,7 +58,7 @@ def data_section() -> tuple[dict, bool]:
 def setup_section() -> None:
     """The experiment form and the Launch button."""
     cols = st.columns(2)
-    task = cols[0].selectbox("Task", TASKS, key="exp.task")
+    task = cols[0].selectbox("Task", available_tasks(), key="exp.task")
     models = registry.available(task)
     model = cols[1].selectbox("Model", models, index=models.index("oi") if "oi" in models else 0,
                               key="exp.model")
@@ -75,7 +76,8 @@ def setup_section() -> None:
     overrides, ok = data_section()
     with st.expander("Observations and time split"):
         data_extra = ui.config_widgets(DataConfig, "exp.data", skip=("path", "var", "obs"))
-        task_extra = ui.config_widgets(TaskConfig, "exp.split", skip=("name",), columns=3)
+        task_extra = ui.config_widgets(get_task(task).Params, f"exp.task.{task}", skip=("name",),
+                                       columns=3)
 
     if not st.button("Launch", type="primary", key="exp.launch", disabled=not ok):
         return

@@ -1,132 +1,95 @@
-"""Tasks: what goes in, what must come out, and how time is split.
+"""Interpolation (gap filling): reconstruct the full field from gappy observations.
 
-An :class:`InterpolationTask` holds the truth, the observations and the ocean mask on one
-canonical grid, with train / validation / test periods separated by gaps.
+Observations come from a variable of the file or are simulated along the ground tracks of
+four nadir altimeters (:mod:`data.tracks`). Scores are the SSH mapping data challenge's
+(:func:`metrics.score_mapping`); diagnostics the RMSE over time and the PSD score.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from data.errors import DataError
+from data.tasks.base import (
+    NetworkIO,
+    Task,
+    TaskContext,
+    TaskParams,
+    auto_periods,  # noqa: F401  (re-exported: data.tasks.auto_periods)
+    base_prediction_dataset,
+    check_field_var,
+    field_names,
+    refuse_fill_values,
+    split_periods,
+    truth_field,
+)
+from data.tasks.registry import register_task
 
+#: Input window (time steps, centred) of networks that do not choose one.
+DEFAULT_WINDOW = 29
+
+
+class InterpolationParams(TaskParams):
+    name: Literal["interpolation"] = "interpolation"
+
+
+@register_task("interpolation")
 @dataclass
-class InterpolationTask:
+class InterpolationTask(Task):
     """Reconstruct ``truth`` from ``obs``.
 
     Attributes
     ----------
     truth : DataArray (time, lat, lon) float32, NaN on land.
-    obs : DataArray (time, lat, lon) float32, NaN where nothing was observed that day.
+    obs : DataArray (time, lat, lon) float32, NaN where nothing was observed that step.
     mask : DataArray (lat, lon) bool, True on ocean.
     periods : ``{"train"|"val"|"test": (first_day, last_day)}``, inclusive Timestamps.
     """
+
+    Params: ClassVar[type[TaskParams]] = InterpolationParams
+    headline_scores: ClassVar[tuple[str, ...]] = ("rmse", "mu", "sigma", "lambda_x_deg",
+                                                  "lambda_t_days")
 
     truth: xr.DataArray
     obs: xr.DataArray
     mask: xr.DataArray
     periods: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = field(default_factory=dict)
-    kind: str = "interpolation"
+    params: TaskParams = field(default_factory=InterpolationParams)
+    label: str = ""
 
-    def times(self, split: str) -> pd.DatetimeIndex:
-        """The time steps of ``split`` ("train", "val" or "test")."""
-        start, end = self.periods[split]
-        t = pd.DatetimeIndex(self.truth["time"].values)
-        return t[(t >= start) & (t <= end)]
+    @classmethod
+    def build(cls, ds: xr.Dataset, data: Any, params: TaskParams, *, label: str = "",
+              context: TaskContext | None = None) -> InterpolationTask:
+        d = data
+        return build_interpolation_task(
+            ds, d.var, d.obs, obs_noise=d.obs_noise, obs_seed=d.obs_seed, params=params,
+            label=label)
 
-    def index(self, split: str) -> np.ndarray:
-        """Integer positions along ``time`` of ``split``."""
-        t = pd.DatetimeIndex(self.truth["time"].values)
-        start, end = self.periods[split]
-        return np.flatnonzero((t >= start) & (t <= end))
+    def network_io(self, window: int | None = None) -> NetworkIO:
+        """A centred window of observations and their masks → the field at its centre."""
+        window = window or DEFAULT_WINDOW
+        half = window // 2
+        return NetworkIO(sources=[self.obs], masks=[True],
+                         in_offsets=tuple(range(-half, half + 1)), out_offsets=(0,))
 
+    def prediction_dataset(self, rec: xr.DataArray, times: pd.DatetimeIndex) -> xr.Dataset:
+        """Reconstruction, ``truth``, ``obs`` and ``mask`` over ``times``."""
+        return base_prediction_dataset(self, rec, times, obs=self.obs.sel(time=times))
 
-#: Values this large are fill values that the file did not declare (see data.canonical).
-_HUGE = 1e15
+    def score(self, pred: xr.Dataset) -> tuple[dict, xr.Dataset]:
+        """The mapping scores (:func:`metrics.score_mapping`) and their diagnostics."""
+        from metrics.diagnostics import mapping_diagnostics
+        from metrics.mapping import score_mapping
 
-
-def _fields(ds: xr.Dataset) -> list[str]:
-    """Numeric variables on the (time, lat, lon) grid, without the mask."""
-    return [str(v) for v in ds.data_vars
-            if v != "mask" and ds[v].dtype.kind in "biuf" and {"lat", "lon"} <= set(ds[v].dims)]
-
-
-def _check_field_var(ds: xr.Dataset, name, what: str, fields: list[str], label: str) -> None:
-    from data.errors import DataError
-
-    available = ", ".join(fields) or "none"
-    if name in fields:
-        return
-    if name is not None and name in ds.data_vars and name != "mask":
-        da = ds[name]
-        if da.dtype.kind not in "biuf":
-            raise DataError(f"{label}: {what} {name!r} holds {da.dtype} values, not numbers; "
-                            f"numeric variables: {available}")
-        raise DataError(f"{label}: {what} {name!r} is not on the latitude/longitude grid (dims "
-                        f"{tuple(map(str, da.dims))}); gridded variables: {available}")
-    skipped = {}
-    try:
-        from data.canonical import skipped_variables
-
-        skipped = skipped_variables(ds)
-    except ImportError:  # pragma: no cover
-        pass
-    if name in skipped:
-        raise DataError(f"{label}: {what} {name!r} holds {skipped[name]} values, not numbers; "
-                        f"numeric variables: {available}")
-    word = "unknown variable" if what == "variable" else f"unknown {what}"
-    raise DataError(f"{label}: {word} {name!r}; available: {available}")
-
-
-def _refuse_fill_values(da: xr.DataArray, name: str, label: str) -> None:
-    """Scores of a field holding undeclared fill values (|x| >= 1e15) would be absurd."""
-    from data.errors import DataError
-
-    with np.errstate(invalid="ignore"):
-        peak = float(np.nanmax(np.abs(np.asarray(da.values))))
-    if peak >= _HUGE:
-        raise DataError(f"{label}: variable {name!r} holds values up to {peak:.3g}, undeclared "
-                        f"fill values; mask them (or open the file with "
-                        f"data.canonical.open_dataset)")
-
-
-def _parse_period(text: str, what: str, label: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    from data.errors import DataError
-
-    start, sep, end = str(text).partition("/")
-    try:
-        first, last = pd.Timestamp(start), pd.Timestamp(end if sep else start)
-    except ValueError:
-        raise DataError(f"{label}: {what} period {text!r} is not 'YYYY-MM-DD/YYYY-MM-DD'") from None
-    if last < first:
-        raise DataError(f"{label}: {what} period {text!r} ends before it starts")
-    return first, last
-
-
-def auto_periods(
-    times: pd.DatetimeIndex, gap_days: int = 7
-) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
-    """Chronological train (70 %) / validation (15 %) / test (15 %) split with gaps.
-
-    The gap (in time steps) shrinks on short records so that every split keeps at least one
-    step; with fewer than 3 steps there is nothing to split.
-    """
-    n = len(times)
-    gap = min(gap_days, max(0, (n - 3) // 10))
-    usable = n - 2 * gap
-    n_test = max(1, round(0.15 * usable))
-    n_val = max(1, round(0.15 * usable))
-    n_train = usable - n_test - n_val
-    i_val = n_train + gap
-    i_test = i_val + n_val + gap
-    return {
-        "train": (times[0], times[n_train - 1]),
-        "val": (times[i_val], times[i_val + n_val - 1]),
-        "test": (times[i_test], times[n - 1]),
-    }
+        name = pred.attrs.get("oceanlab_reconstruction_var", str(self.truth.name))
+        mask = pred["mask"].astype(bool)
+        return (score_mapping(pred[name], pred["truth"], mask),
+                mapping_diagnostics(pred[name], pred["truth"], mask))
 
 
 def build_interpolation_task(
@@ -141,6 +104,7 @@ def build_interpolation_task(
     train_period: str | None = None,
     gap_days: int = 7,
     min_days: int = 10,
+    params: TaskParams | None = None,
     label: str = "",
 ) -> InterpolationTask:
     """Turn a canonical dataset into an :class:`InterpolationTask`.
@@ -151,8 +115,8 @@ def build_interpolation_task(
     var : variable to reconstruct; default ``ds.attrs["oceanlab_truth_var"]`` or the first.
     obs : observation variable, or ``"simulation"`` to sample ``var`` along nadir tracks with
         ``obs_noise`` and ``obs_seed``; default ``ds.attrs["oceanlab_obs_var"]`` or simulation.
-    test_period, val_period, train_period : ``"YYYY-MM-DD/YYYY-MM-DD"``; missing ones come from
-        the file's ``oceanlab_*_period`` attributes, else from :func:`auto_periods`.
+    test_period, val_period, train_period, gap_days, min_days : the split (see
+        :class:`data.tasks.base.TaskParams`), or ``params`` holding them.
 
     Raises
     ------
@@ -161,40 +125,29 @@ def build_interpolation_task(
         than 2 points along lat or lon; undeclared fill values (|x| >= 1e15) in the truth or
         the observations; empty or overlapping periods.
     """
-    from data.errors import DataError
-
+    if params is None:
+        params = InterpolationParams(test_period=test_period, val_period=val_period,
+                                     train_period=train_period, gap_days=gap_days,
+                                     min_days=min_days)
     label = label or str(ds.attrs.get("source_path", "dataset"))
-    fields = _fields(ds)
-    default = ds.attrs.get("oceanlab_truth_var")
-    var = var or (default if default in fields else None) or (fields[0] if fields else None)
-    _check_field_var(ds, var, "variable", fields, label)
+    fields = field_names(ds)
+    default_var = ds.attrs.get("oceanlab_truth_var")
+    var = var or (default_var if default_var in fields else None) or (fields[0] if fields else None)
     obs = obs or ds.attrs.get("oceanlab_obs_var") or "simulation"
     if obs == var:
         raise DataError(f"{label}: the observation variable {obs!r} is the variable to "
                         f"reconstruct itself; choose another observation variable or "
                         f"'simulation'")
-    n = ds.sizes["time"]
-    if n < min_days:
-        raise DataError(f"{label}: only {n} time step{'s' if n != 1 else ''}; the interpolation "
-                        f"task needs at least {min_days}")
-    for dim, what in (("lat", "latitude"), ("lon", "longitude")):
-        if ds.sizes[dim] < 2:
-            raise DataError(f"{label}: the grid has only {ds.sizes[dim]} {what}; the "
-                            f"interpolation task needs at least 2 points along lat and lon")
-    truth = ds[var].astype(np.float32)
-    mask = truth.notnull().any("time").rename("mask")
-    if not bool(mask.any()):
-        raise DataError(f"{label}: variable {var!r} is NaN everywhere (all-NaN field)")
-    _refuse_fill_values(truth, var, label)
+    truth, mask = truth_field(ds, var, params, label, "interpolation")
     if obs == "simulation":
         from data.tracks import sample_along_tracks
 
         try:
-            obs_da = sample_along_tracks(truth.load(), noise_std=obs_noise, seed=obs_seed)
+            obs_da = sample_along_tracks(truth, noise_std=obs_noise, seed=obs_seed)
         except DataError as exc:
             raise DataError(f"{label}: cannot simulate observations of {var!r} ({exc})") from None
     elif obs in ds.data_vars and obs != "mask":
-        _check_field_var(ds, obs, "observation variable", fields, label)
+        check_field_var(ds, obs, "observation variable", fields, label)
         obs_da = ds[obs].astype(np.float32)
     else:
         raise DataError(f"{label}: unknown observation variable {obs!r}; use one of "
@@ -202,27 +155,13 @@ def build_interpolation_task(
     if not bool(obs_da.notnull().any()):
         raise DataError(f"{label}: observation variable {obs!r} has no valid value")
     if obs != "simulation":
-        _refuse_fill_values(obs_da, obs, label)
+        refuse_fill_values(obs_da, obs, label)
         if obs_da.shape == truth.shape and np.array_equal(np.asarray(obs_da.values),
                                                           np.asarray(truth.values), equal_nan=True):
             raise DataError(f"{label}: observation variable {obs!r} is identical to {var!r} "
                             f"(a copy of the truth); choose real observations or 'simulation'")
-
-    times = pd.DatetimeIndex(ds["time"].values)
-    auto = auto_periods(times, gap_days)
-    periods = {}
-    for name, given in (("train", train_period), ("val", val_period), ("test", test_period)):
-        text = given or ds.attrs.get(f"oceanlab_{name}_period")
-        periods[name] = _parse_period(text, name, label) if text else auto[name]
-    task = InterpolationTask(truth=truth.load(), obs=obs_da.load(), mask=mask.load(), periods=periods)
-    for name in ("train", "val", "test"):
-        if len(task.times(name)) == 0:
-            first, last = periods[name]
-            raise DataError(f"{label}: the {name} period {first.date()}/{last.date()} holds no time step "
-                            f"(data cover {times[0].date()}/{times[-1].date()})")
-    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
-        if np.intersect1d(task.index(a), task.index(b)).size:
-            raise DataError(f"{label}: the {a} and {b} periods overlap")
-    task.truth.name = var
+    periods = split_periods(ds, params, label)
+    task = InterpolationTask(truth=truth, obs=obs_da.load(), mask=mask.load(), periods=periods,
+                             params=params, label=label)
     task.obs.name = obs if obs != "simulation" else f"{var}_obs"
     return task

@@ -1,0 +1,333 @@
+"""What every task shares: typed parameters, the time split, the network's view of the data.
+
+A task (interpolation, forecast, downscaling, …) turns a canonical dataset into
+
+- its truth ``(time, lat, lon)`` and ocean ``mask``, with train / validation / test periods
+  separated by gaps (:func:`split_periods`; every count is in time steps of the data, so a
+  yearly series splits as readily as a daily one);
+- the sample times of each split (the days to reconstruct, or the forecast start dates);
+- :class:`NetworkIO`: what a network sees and predicts, so that one trainer
+  (:mod:`models.trainer`) fits any network to any task;
+- the prediction dataset saved as ``prediction.nc`` and its scores and diagnostics.
+
+A new task is one file with a ``@register_task("name")`` class (see :mod:`data.tasks`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from data.errors import DataError
+
+#: Values this large are fill values that the file did not declare (see data.canonical).
+_HUGE = 1e15
+SPLITS = ("train", "val", "test")
+
+
+def _check_text(value: str | None) -> str | None:
+    if value is not None and (not value.strip() or "\x00" in value):
+        raise ValueError("must not be empty (leave it out, or null, for the default)")
+    return value
+
+
+class TaskParams(BaseModel):
+    """Parameters every task has: the time split. Subclasses narrow ``name`` to a Literal."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    name: str = ""
+    test_period: str | None = Field(
+        None, description="'YYYY-MM-DD/YYYY-MM-DD'; default: from the file, else automatic")
+    val_period: str | None = Field(None, description="'YYYY-MM-DD/YYYY-MM-DD' or automatic")
+    train_period: str | None = Field(None, description="'YYYY-MM-DD/YYYY-MM-DD' or automatic")
+    gap_days: int = Field(
+        7, ge=0, le=36_500,
+        description="time steps left out between automatic splits so they are not correlated")
+    min_days: int = Field(10, ge=3, le=10_000_000, description="fewest time steps the task accepts")
+
+    _texts = field_validator("test_period", "val_period", "train_period")(_check_text)
+
+
+@dataclass
+class TaskContext:
+    """What a task may need from outside the data room (given by the backend).
+
+    ``run_prediction(run_id)`` opens the ``prediction.nc`` of a finished run (for a forecast
+    initialised from an interpolation run); None where no run store is at hand.
+    """
+
+    run_prediction: Callable[[str], xr.Dataset] | None = None
+
+
+@dataclass
+class NetworkIO:
+    """What a network sees and predicts for a task, in time steps around a sample time t.
+
+    Attributes
+    ----------
+    sources : input fields ``(time, lat, lon)`` on the truth's grid and time axis, in the
+        truth's units (NaN = not available). Each gives one channel per input offset (zero
+        where NaN after normalisation with the truth's statistics) and, if its ``masks``
+        entry is True, one more channel per offset with 1 where it is available.
+    masks : per source, whether to add its availability channels.
+    in_offsets : time offsets of the inputs relative to t (steps outside the record are 0).
+    out_offsets : time offsets of the targets (the truth at t + offset), one output channel
+        each.
+    base_channel : if set, the network predicts an increment over this input channel (for
+        example the last state of a forecast, or the interpolated coarse field).
+    rollout : steps of an autoregressive forecast at prediction time (the network is then
+        trained one step ahead, ``out_offsets == (1,)``, and fed its own output).
+    """
+
+    sources: list[xr.DataArray]
+    masks: list[bool]
+    in_offsets: tuple[int, ...]
+    out_offsets: tuple[int, ...] = (0,)
+    base_channel: int | None = None
+    rollout: int = 1
+
+    @property
+    def channels_per_step(self) -> int:
+        return len(self.sources) + sum(self.masks)
+
+    @property
+    def in_channels(self) -> int:
+        return self.channels_per_step * len(self.in_offsets)
+
+    @property
+    def out_channels(self) -> int:
+        return len(self.out_offsets)
+
+
+class Task(ABC):
+    """A task on one canonical grid (see the module docstring).
+
+    Attributes every task sets: ``truth`` (time, lat, lon) float32 NaN on land, ``mask``
+    (lat, lon) bool True on ocean, ``periods`` ``{"train"|"val"|"test": (first, last)}``
+    inclusive Timestamps, ``params`` (its :class:`TaskParams`) and ``label`` (the data's
+    name, for messages).
+    """
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[TaskParams]] = TaskParams
+    #: The scores shown first in tables (keys of :data:`metrics.scores.SCORES`).
+    headline_scores: ClassVar[tuple[str, ...]] = ("rmse",)
+
+    truth: xr.DataArray
+    mask: xr.DataArray
+    periods: dict[str, tuple[pd.Timestamp, pd.Timestamp]]
+
+    @property
+    def kind(self) -> str:
+        return self.name
+
+    # -- time ---------------------------------------------------------------------------
+    def times(self, split: str) -> pd.DatetimeIndex:
+        """The time steps of ``split`` ("train", "val" or "test")."""
+        start, end = self.periods[split]
+        t = pd.DatetimeIndex(self.truth["time"].values)
+        return t[(t >= start) & (t <= end)]
+
+    def index(self, split: str) -> np.ndarray:
+        """Integer positions along ``time`` of ``split``."""
+        t = pd.DatetimeIndex(self.truth["time"].values)
+        start, end = self.periods[split]
+        return np.flatnonzero((t >= start) & (t <= end))
+
+    def sample_index(self, split: str) -> np.ndarray:
+        """Positions along ``time`` of the samples of ``split`` (default: every step)."""
+        return self.index(split)
+
+    def sample_times(self, split: str) -> pd.DatetimeIndex:
+        """Times of the samples of ``split``: what ``predict`` is asked for."""
+        return pd.DatetimeIndex(self.truth["time"].values[self.sample_index(split)])
+
+    # -- what subclasses provide --------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def build(cls, ds: xr.Dataset, data: Any, params: TaskParams, *, label: str = "",
+              context: TaskContext | None = None) -> Task:
+        """The task on canonical dataset ``ds``; ``data`` has ``var``, ``obs``, ``obs_noise``,
+        ``obs_seed`` (the config's data section). DataError for unusable data."""
+
+    @abstractmethod
+    def network_io(self, window: int | None = None) -> NetworkIO:
+        """What a network sees and predicts (``window``: the model's input length in steps,
+        for tasks whose inputs are a window of steps; None for the task's default)."""
+
+    def wrap(self, values: np.ndarray, times: pd.DatetimeIndex) -> xr.DataArray:
+        """A network's output ``(n_samples, n_out, lat, lon)`` (truth units) as the task's
+        prediction DataArray; default: one output per sample, ``(time, lat, lon)``."""
+        values = np.where(self.mask.values[None], values[:, 0], np.nan).astype(np.float32)
+        return xr.DataArray(
+            values, dims=("time", "lat", "lon"),
+            coords={"time": times.values, "lat": self.truth["lat"].values,
+                    "lon": self.truth["lon"].values},
+            name=self.truth.name, attrs=dict(self.truth.attrs))
+
+    @abstractmethod
+    def prediction_dataset(self, rec: xr.DataArray, times: pd.DatetimeIndex) -> xr.Dataset:
+        """What ``prediction.nc`` holds: the prediction named like the truth, ``truth`` and
+        the inputs on the same coordinates, ``mask``; attribute
+        ``oceanlab_reconstruction_var`` names the prediction."""
+
+    @abstractmethod
+    def score(self, pred: xr.Dataset) -> tuple[dict, xr.Dataset]:
+        """Scores (``metrics.json``: keys of :data:`metrics.scores.SCORES`, plus ``notes``)
+        and diagnostics (``diagnostics.nc``) of a prediction dataset."""
+
+
+# ------------------------------------------------------------------------ shared helpers
+
+
+def field_names(ds: xr.Dataset) -> list[str]:
+    """Numeric variables on the (time, lat, lon) grid, without the mask."""
+    return [str(v) for v in ds.data_vars
+            if v != "mask" and ds[v].dtype.kind in "biuf" and {"lat", "lon"} <= set(ds[v].dims)]
+
+
+def check_field_var(ds: xr.Dataset, name, what: str, fields: list[str], label: str) -> None:
+    """DataError unless ``name`` is one of the numeric grid variables ``fields``."""
+    available = ", ".join(fields) or "none"
+    if name in fields:
+        return
+    if name is not None and name in ds.data_vars and name != "mask":
+        da = ds[name]
+        if da.dtype.kind not in "biuf":
+            raise DataError(f"{label}: {what} {name!r} holds {da.dtype} values, not numbers; "
+                            f"numeric variables: {available}")
+        raise DataError(f"{label}: {what} {name!r} is not on the latitude/longitude grid (dims "
+                        f"{tuple(map(str, da.dims))}); gridded variables: {available}")
+    from data.canonical import skipped_variables
+
+    skipped = skipped_variables(ds)
+    if name in skipped:
+        raise DataError(f"{label}: {what} {name!r} holds {skipped[name]} values, not numbers; "
+                        f"numeric variables: {available}")
+    word = "unknown variable" if what == "variable" else f"unknown {what}"
+    raise DataError(f"{label}: {word} {name!r}; available: {available}")
+
+
+def refuse_fill_values(da: xr.DataArray, name: str, label: str) -> None:
+    """Scores of a field holding undeclared fill values (|x| >= 1e15) would be absurd."""
+    with np.errstate(invalid="ignore"):
+        peak = float(np.nanmax(np.abs(np.asarray(da.values))))
+    if peak >= _HUGE:
+        raise DataError(f"{label}: variable {name!r} holds values up to {peak:.3g}, undeclared "
+                        f"fill values; mask them (or open the file with "
+                        f"data.canonical.open_dataset)")
+
+
+def truth_field(ds: xr.Dataset, var: str | None, params: TaskParams, label: str,
+                task: str) -> tuple[xr.DataArray, xr.DataArray]:
+    """The field to learn (float32, loaded) and its ocean mask, after every check that
+    does not depend on the task: a numeric grid variable, at least ``params.min_days``
+    steps and 2 points along lat and lon, not all NaN, no undeclared fill values."""
+    fields = field_names(ds)
+    default = ds.attrs.get("oceanlab_truth_var")
+    var = var or (default if default in fields else None) or (fields[0] if fields else None)
+    check_field_var(ds, var, "variable", fields, label)
+    n = ds.sizes["time"]
+    if n < params.min_days:
+        raise DataError(f"{label}: only {n} time step{'s' if n != 1 else ''}; the {task} "
+                        f"task needs at least {params.min_days}")
+    for dim, what in (("lat", "latitude"), ("lon", "longitude")):
+        if ds.sizes[dim] < 2:
+            raise DataError(f"{label}: the grid has only {ds.sizes[dim]} {what}; the "
+                            f"{task} task needs at least 2 points along lat and lon")
+    truth = ds[var].astype(np.float32).load()
+    truth.name = var
+    mask = truth.notnull().any("time").rename("mask")
+    if not bool(mask.any()):
+        raise DataError(f"{label}: variable {var!r} is NaN everywhere (all-NaN field)")
+    refuse_fill_values(truth, var, label)
+    return truth, mask
+
+
+def parse_period(text: str, what: str, label: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    start, sep, end = str(text).partition("/")
+    try:
+        first, last = pd.Timestamp(start), pd.Timestamp(end if sep else start)
+    except ValueError:
+        raise DataError(f"{label}: {what} period {text!r} is not 'YYYY-MM-DD/YYYY-MM-DD'") from None
+    if last < first:
+        raise DataError(f"{label}: {what} period {text!r} ends before it starts")
+    return first, last
+
+
+def auto_periods(
+    times: pd.DatetimeIndex, gap_days: int = 7
+) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
+    """Chronological train (70 %) / validation (15 %) / test (15 %) split with gaps.
+
+    The gap (in time steps) shrinks on short records so that every split keeps at least one
+    step; with fewer than 3 steps there is nothing to split.
+    """
+    n = len(times)
+    gap = min(gap_days, max(0, (n - 3) // 10))
+    usable = n - 2 * gap
+    n_test = max(1, round(0.15 * usable))
+    n_val = max(1, round(0.15 * usable))
+    n_train = usable - n_test - n_val
+    i_val = n_train + gap
+    i_test = i_val + n_val + gap
+    return {
+        "train": (times[0], times[n_train - 1]),
+        "val": (times[i_val], times[i_val + n_val - 1]),
+        "test": (times[i_test], times[n - 1]),
+    }
+
+
+def split_periods(ds: xr.Dataset, params: TaskParams,
+                  label: str) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
+    """Train / val / test periods: given ones, else the file's ``oceanlab_*_period``
+    attributes, else :func:`auto_periods`. DataError for an empty or overlapping period."""
+    times = pd.DatetimeIndex(ds["time"].values)
+    auto = auto_periods(times, params.gap_days)
+    periods = {}
+    for name in SPLITS:
+        text = getattr(params, f"{name}_period") or ds.attrs.get(f"oceanlab_{name}_period")
+        periods[name] = parse_period(text, name, label) if text else auto[name]
+    index = {}
+    for name in SPLITS:
+        first, last = periods[name]
+        index[name] = np.flatnonzero((times >= first) & (times <= last))
+        if index[name].size == 0:
+            raise DataError(f"{label}: the {name} period {first.date()}/{last.date()} holds no "
+                            f"time step (data cover {times[0].date()}/{times[-1].date()})")
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        if np.intersect1d(index[a], index[b]).size:
+            raise DataError(f"{label}: the {a} and {b} periods overlap")
+    return periods
+
+
+def base_prediction_dataset(task: Task, rec: xr.DataArray, times: pd.DatetimeIndex,
+                            **inputs: xr.DataArray) -> xr.Dataset:
+    """Prediction named like the truth, ``truth`` at the same times, ``inputs``, ``mask``."""
+    name = str(task.truth.name)
+    truth = task.truth.sel(time=times)
+    ds = xr.Dataset(
+        {
+            name: rec.astype(np.float32).assign_attrs(
+                {**truth.attrs, "long_name": f"{task.name} prediction of {name}"}),
+            "truth": truth.assign_attrs(truth.attrs),
+            **{k: v.astype(np.float32) for k, v in inputs.items()},
+            "mask": task.mask.astype(np.int8).assign_attrs(long_name="ocean mask (1 = ocean)"),
+        }
+    )
+    ds.attrs.update({"oceanlab_reconstruction_var": name, "oceanlab_task": task.name,
+                     "Conventions": "CF-1.8"})
+    return ds
+
+
+__all__ = ["NetworkIO", "SPLITS", "Task", "TaskContext", "TaskParams", "auto_periods",
+           "base_prediction_dataset", "check_field_var", "field_names", "parse_period",
+           "refuse_fill_values", "split_periods", "truth_field"]

@@ -1,0 +1,92 @@
+"""Scores know themselves: key, label, unit and direction, in one list.
+
+Every score that a task writes into ``metrics.json`` is described here; the CLI's columns,
+the dashboard's tables and headline numbers, and any report read :data:`SCORES` instead of
+keeping their own labels. A new score is one :class:`ScoreInfo` line.
+
+``unit`` is ``"data"`` for scores in the data's units (metres for SSH), else a unit text
+(``"1"`` for dimensionless). ``better`` says which way is better: ``"higher"``,
+``"lower"``, or ``None`` when neither is (a bias).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class ScoreInfo:
+    key: str
+    label: str
+    unit: str
+    better: Literal["higher", "lower"] | None
+    description: str = ""
+    #: True for list-valued scores (one value per forecast lead).
+    per_lead: bool = False
+
+    def unit_text(self, data_units: str = "") -> str:
+        if self.unit == "data":
+            return data_units or "data units"
+        return "" if self.unit == "1" else self.unit
+
+    def is_better(self, a: float, b: float) -> bool:
+        """Whether value ``a`` is better than ``b`` for this score."""
+        if self.better == "higher":
+            return a > b
+        if self.better == "lower":
+            return a < b
+        return False
+
+
+_ALL = [
+    # Mapping scores of the SSH data challenge (metrics.mapping).
+    ScoreInfo("rmse", "RMSE", "data", "lower", "root-mean-square error over ocean points"),
+    ScoreInfo("mu", "µ(RMSE)", "1", "higher", "1 − RMSE / RMS(truth)"),
+    ScoreInfo("sigma", "σ(RMSE)", "1", "lower", "standard deviation in time of the normalised RMSE"),
+    ScoreInfo("lambda_x_deg", "λx", "degrees", "lower",
+              "smallest wavelength resolved (0.5 contour of the PSD score)"),
+    ScoreInfo("lambda_x_km", "λx", "km", "lower", "λx in kilometres at the mean latitude"),
+    ScoreInfo("lambda_t_days", "λt", "days", "lower", "smallest period resolved"),
+    ScoreInfo("rmse_u", "RMSE u (geostrophic)", "m/s", "lower", "zonal geostrophic velocity"),
+    ScoreInfo("rmse_v", "RMSE v (geostrophic)", "m/s", "lower", "meridional geostrophic velocity"),
+    ScoreInfo("rmse_vorticity", "RMSE ζ/f", "1", "lower", "relative vorticity in units of f"),
+    # Downscaling (data.tasks.downscaling).
+    ScoreInfo("rmse_bicubic", "RMSE of bicubic", "data", "lower",
+              "RMSE of the bicubic interpolation of the coarse field"),
+    ScoreInfo("rmse_gain_bicubic", "RMSE gain over bicubic", "1", "higher",
+              "1 − RMSE / RMSE of bicubic interpolation"),
+    # Forecast (metrics.forecast): means over leads, and per lead.
+    ScoreInfo("skill_persistence", "skill vs persistence", "1", "higher",
+              "1 − MSE / MSE of persistence, mean over leads"),
+    ScoreInfo("skill_climatology", "skill vs climatology", "1", "higher",
+              "1 − MSE / MSE of the climatology, mean over leads"),
+    ScoreInfo("acc", "ACC", "1", "higher", "anomaly correlation against the climatology, "
+                                           "mean over leads"),
+    ScoreInfo("rmse_by_lead", "RMSE by lead", "data", "lower", "RMSE per lead step", True),
+    ScoreInfo("skill_persistence_by_lead", "skill vs persistence by lead", "1", "higher",
+              "per lead step", True),
+    ScoreInfo("skill_climatology_by_lead", "skill vs climatology by lead", "1", "higher",
+              "per lead step", True),
+    ScoreInfo("acc_by_lead", "ACC by lead", "1", "higher", "per lead step", True),
+    # Physics (issue 8): the normalised residual of the QG potential-vorticity equation.
+    ScoreInfo("physics_residual", "QG PV residual", "1", "lower",
+              "RMS of the PV equation's residual / RMS of its advection term"),
+]
+
+#: Every known score by key, in display order.
+SCORES: dict[str, ScoreInfo] = {s.key: s for s in _ALL}
+
+
+def info(key: str) -> ScoreInfo:
+    """The description of ``key``; an unknown key gets a neutral one (shown as is)."""
+    return SCORES.get(key) or ScoreInfo(key, key, "", None)
+
+
+def ordered_keys(metrics: dict, scalar_only: bool = True) -> list[str]:
+    """Keys of ``metrics`` in :data:`SCORES` order, unknown keys after; without ``notes``."""
+    def keep(k):
+        v = metrics[k]
+        return k != "notes" and not isinstance(v, dict) and (not scalar_only or not isinstance(v, list))
+    known = [k for k in SCORES if k in metrics and keep(k)]
+    return known + [k for k in metrics if k not in SCORES and keep(k)]
