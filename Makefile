@@ -1,5 +1,6 @@
 # The two commands of the README: `make run` (dashboard) and `make test` (whole test suite).
-# Both create or reuse .venv in the repo root and install requirements.txt when it changed.
+# Both create or reuse .venv in the repo root, install requirements.txt and the project itself
+# (editable, so that `import app, backend, …` works from anywhere) when either changed.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -16,10 +17,11 @@ HOSTS  ?=
 
 .PHONY: run test setup data bench clean-venv
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
 setup: $(STAMP)

@@ -6,26 +6,21 @@ on its own (``AppTest.from_file("app/pages/1_Data.py")``).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import streamlit as st
 
-_ROOT = str(Path(__file__).resolve().parents[1])  # the repository, for `streamlit run`
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-import streamlit as st  # noqa: E402
-
-from app import ui  # noqa: E402
-from backend import paths  # noqa: E402
+from app import ui
+from backend import paths
 
 
 def main() -> None:
     ui.page_setup("OceanLab")
     st.markdown(
-        "Deep-learning experiments on gridded ocean fields: map sea surface height from "
-        "satellite tracks with a learned network or a classical optimal interpolation, "
-        "and judge the result with the scores of the SSH mapping data challenge "
-        "(µ and σ of the RMSE, resolved scales λx and λt from the PSD score).")
+        "Deep-learning experiments on gridded ocean fields, for three tasks: **interpolation** "
+        "(map sea surface height from satellite tracks, judged by the scores of the SSH mapping "
+        "data challenge: µ and σ of the RMSE, resolved scales λx and λt), **forecast** (the next "
+        "days from the last ones, judged lead by lead against persistence and climatology) and "
+        "**downscaling** (the fine field from its block means, against bicubic interpolation). "
+        "Learned networks and classical baselines run side by side.")
 
     table = ui.runs_table(ui.store())
     statuses = table["status"].value_counts()
@@ -55,11 +50,12 @@ def main() -> None:
 
     st.subheader("The same from the command line")
     st.code(
-        "python -m app generate                      # the built-in OSSE\n"
-        "python -m app inspect FILE.nc               # what the Data page summarises\n"
-        "python -m app train --model oi              # one run, recorded in the run store\n"
-        "python -m app runs                          # the Runs table\n"
-        "streamlit run app/Home.py                   # this dashboard",
+        "python -m app generate                            # the built-in OSSE\n"
+        "python -m app inspect FILE.nc                     # what the Data page summarises\n"
+        "python -m app train --model oi                    # one run, recorded in the run store\n"
+        "python -m app train --task forecast --model unet  # leads 1…7 against persistence\n"
+        "python -m app runs                                # the Runs table\n"
+        "streamlit run app/Home.py                         # this dashboard",
         language="bash")
 
 

@@ -31,7 +31,7 @@ import traceback
 from datetime import datetime
 from pathlib import Path
 
-from data.errors import ConfigError, DataError, OceanLabError, RunError
+from oceanlab_errors import ConfigError, DataError, OceanLabError, RunError
 
 COMMANDS = ("generate", "inspect", "train", "config", "runs", "dashboard")
 #: ``train``/``config`` flags that are shortcuts for a config field.
@@ -302,10 +302,29 @@ def _cmd_runs(args) -> int:
     if table.empty:
         print("no runs yet")
         return 0
-    cols = [c for c in ("id", "status", "model", "rmse", "mu", "sigma", "lambda_x_deg", "lambda_t_days", "seconds")
-            if c in table.columns]
+    cols = ["id", "status", "task", "model", *_headline_columns(table), "seconds"]
+    cols = [c for c in cols if c in table.columns]
     print(table[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     return 0
+
+
+def _headline_columns(table) -> list[str]:
+    """Score columns of the ``runs`` table: the union of the headline scores of the tasks in
+    it (each task class's ``headline_scores``; a run without a task name is an interpolation
+    run), in :data:`metrics.scores.SCORES` order. Per-lead lists are not columns."""
+    from data.tasks import get_task
+    from data.tasks.base import Task
+    from metrics.scores import SCORES
+
+    readable = table[table["status"] != "unreadable"] if "status" in table else table
+    names = readable.get("task", [])
+    keys: set[str] = set()
+    for name in {n if isinstance(n, str) and n else "interpolation" for n in names}:
+        try:
+            keys.update(get_task(name).headline_scores)
+        except ConfigError:  # a task registered by a plugin that is gone
+            keys.update(Task.headline_scores)
+    return [k for k in SCORES if k in keys] + sorted(keys - set(SCORES))
 
 
 def _cmd_worker(args) -> int:
@@ -320,10 +339,14 @@ def _cmd_dashboard(args) -> int:
     import subprocess
 
     repo = Path(__file__).resolve().parent.parent
+    # Host names browsers may use (the DNS-rebinding guard); these flags replace the list of
+    # .streamlit/config.toml, so the loopback names are repeated.
+    allowed = [f"--server.allowedHosts={h}" for h in ("localhost", "127.0.0.1", "::1", *args.host)
+               ] if args.host else []
     # From the repository root so that .streamlit/config.toml (offline settings) is read.
     return subprocess.call([sys.executable, "-m", "streamlit", "run", str(repo / "app" / "Home.py"),
                             "--server.port", str(args.port), "--server.address", args.address,
-                            "--server.headless", "true"], cwd=repo)
+                            "--server.headless", "true", *allowed], cwd=repo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -382,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--address", type=_nonempty, default="127.0.0.1",
                    help="interface to listen on (default 127.0.0.1: this machine only; see the "
                         "README before opening it to a network)")
+    d.add_argument("--host", action="append", default=[], type=_nonempty,
+                   help="a host name browsers use to reach the dashboard (with --address "
+                        "0.0.0.0); repeat for several; '*' accepts any")
     d.set_defaults(func=_cmd_dashboard)
     return p
 

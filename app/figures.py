@@ -37,7 +37,12 @@ import xarray as xr  # noqa: E402
 from cartopy.io import Downloader  # noqa: E402
 from matplotlib.colors import Colormap, ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import (  # noqa: E402
+    FuncFormatter,
+    LogLocator,
+    MaxNLocator,
+    NullFormatter,
+)
 
 def plain_label(label: object) -> str:
     """``label`` shown literally by matplotlib: every ``$`` escaped, so that text from a file
@@ -361,6 +366,57 @@ def map_figure(
     return maps_figure([panel], ncols=1, panel_size=(6.4, 5.0))
 
 
+def comparison_maps_figure(
+    truth: xr.DataArray,
+    prediction: xr.DataArray,
+    *,
+    inputs: Sequence[MapPanel] = (),
+    prediction_title: str = "Prediction",
+    truth_title: str = "Truth",
+    limits: tuple[float, float] | None = None,
+    residual_limits: tuple[float, float] | None = None,
+    land_mask: xr.DataArray | np.ndarray | None = None,
+    units: str = "",
+    suptitle: str | None = None,
+    ncols: int = 2,
+) -> Figure:
+    """Truth, the inputs of a method, its prediction and the residual, one map each.
+
+    Parameters
+    ----------
+    truth, prediction : fields ``(lat, lon)`` on the same grid.
+    inputs : what the method saw (observations, an initial state, a coarse field), drawn
+        after the truth; a panel without ``cmap``/limits/units takes the truth's scale (a
+        coarse field keeps its own grid, and its own land where it is NaN).
+    limits : colour limits of truth, inputs and prediction (default: symmetric over the
+        truth and the prediction); ``residual_limits`` those of prediction − truth
+        (default: symmetric over the residual).
+    land_mask : ocean mask ``(lat, lon)`` (True = ocean) of truth, prediction and residual.
+
+    Returns
+    -------
+    :func:`maps_figure` of ``[truth, *inputs, prediction, residual]`` in ``ncols`` columns.
+    """
+    residual = prediction - truth
+    if land_mask is not None:
+        residual = residual.where(np.asarray(getattr(land_mask, "values", land_mask), bool))
+    lo, hi = limits if limits is not None else shared_limits(truth, prediction)
+    rlo, rhi = residual_limits if residual_limits is not None else shared_limits(residual)
+    balance = cmocean.cm.balance
+    shown = [MapPanel(truth, truth_title, balance, lo, hi, land_mask=land_mask, units=units)]
+    for panel in inputs:
+        shown.append(MapPanel(
+            panel.data, panel.title, panel.cmap or balance,
+            lo if panel.vmin is None else panel.vmin, hi if panel.vmax is None else panel.vmax,
+            obs=panel.obs, land_mask=panel.land_mask, units=panel.units or units))
+    shown += [
+        MapPanel(prediction, prediction_title, balance, lo, hi, land_mask=land_mask, units=units),
+        MapPanel(residual, f"Residual ({prediction_title.split(' (')[0].lower()} − truth)",
+                 balance, rlo, rhi, land_mask=land_mask, units=units),
+    ]
+    return maps_figure(shown, ncols=ncols, suptitle=suptitle)
+
+
 # --------------------------------------------------------------------------- curves
 
 
@@ -389,6 +445,51 @@ def timeseries_figure(
     if len(series) > 1:
         ax.legend(fontsize=8)
     fig.autofmt_xdate()
+    return fig
+
+
+def lead_curves_figure(
+    rmse: dict[str, pd.Series],
+    skill: dict[str, pd.Series] | None = None,
+    *,
+    rmse_label: str = "RMSE",
+    lead_label: str = "lead",
+    mark: float | None = None,
+    size: tuple[float, float] = (10.0, 3.4),
+) -> Figure:
+    """Per-lead curves of a forecast: RMSE of the model and of its references (left), and
+    skill scores and anomaly correlation (right, with the zero line: no better than the
+    reference below it).
+
+    Parameters
+    ----------
+    rmse : label → Series indexed by lead (e.g. model, persistence, climatology).
+    skill : label → Series indexed by lead (skill vs persistence, vs climatology, ACC);
+        None or empty draws the left panel only.
+    rmse_label, lead_label : axis labels.
+    mark : a lead to mark with a dashed vertical line (the lead shown on the maps).
+    """
+    panels = [(rmse, rmse_label, "RMSE by lead")]
+    if skill:
+        panels.append((skill, "skill, ACC", "Skill and ACC by lead"))
+    fig = Figure(figsize=(size[0] if len(panels) > 1 else size[0] / 2, size[1]),
+                 layout="constrained")
+    for i, (curves, ylabel, title) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        for label, s in curves.items():
+            ax.plot(np.asarray(s.index, dtype="float64"), np.asarray(s.values, dtype="float64"),
+                    marker="o", markersize=3.5, linewidth=1.4, label=plain_label(label))
+        if i == 1:
+            ax.axhline(0.0, color="0.3", linewidth=0.8)
+        if mark is not None:
+            ax.axvline(mark, color="0.3", linestyle="--", linewidth=0.8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel(plain_label(lead_label))
+        ax.set_ylabel(plain_label(ylabel))
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        if curves:
+            ax.legend(fontsize=8)
     return fig
 
 

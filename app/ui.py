@@ -31,24 +31,12 @@ from pydantic import BaseModel
 from streamlit.errors import StreamlitAPIException
 
 from backend import paths
-from backend.store import PREDICTION_FILE, Run, RunStore
+from backend.store import DIAGNOSTICS_FILE, PREDICTION_FILE, Run, RunStore
 from data.canonical import open_dataset
+from metrics.scores import SCORES, ordered_keys
+from metrics.scores import info as score_info
 
-#: How the score keys of ``metrics.json`` are shown: label and units ("data" = the data's).
-SCORE_LABELS: dict[str, tuple[str, str]] = {
-    "rmse": ("RMSE", "data"),
-    "mu": ("µ(RMSE)", "1"),
-    "sigma": ("σ(RMSE)", "1"),
-    "lambda_x_deg": ("λx", "degrees"),
-    "lambda_x_km": ("λx", "km"),
-    "lambda_t_days": ("λt", "days"),
-    "rmse_u": ("RMSE u (geostrophic)", "m/s"),
-    "rmse_v": ("RMSE v (geostrophic)", "m/s"),
-    "rmse_vorticity": ("RMSE ζ/f", "1"),
-}
 MISSING = "—"
-#: The scores shown large above the table (the data challenge's leaderboard columns).
-HEADLINE_SCORES = ("rmse", "mu", "sigma", "lambda_x_deg", "lambda_t_days")
 ACTIVE_STATUSES = ("queued", "running")
 CURRENT_RUN_KEY = "current_run"
 DATASET_KEY = "dataset_path"
@@ -209,7 +197,7 @@ def open_or_error(path: str) -> xr.Dataset | None:
     ``path`` is the built-in dataset or one returned by :func:`dataset_picker` (checked
     against the data roots).
     """
-    from data.errors import OceanLabError
+    from oceanlab_errors import OceanLabError
 
     try:
         return open_cached(path)
@@ -345,7 +333,8 @@ def read_history(run: Run) -> pd.DataFrame:
 def runs_table(run_store: RunStore) -> pd.DataFrame:
     """:meth:`RunStore.table`, made safe to count, filter and show.
 
-    Columns ``id``, ``status`` and ``error`` always exist; ``status`` is a string
+    Columns ``id``, ``status`` and ``error`` always exist (run columns first, then the scores
+    in :data:`metrics.scores.SCORES` order, ``error`` last); ``status`` is a string
     (:data:`UNREADABLE` for folders that cannot be read) and columns mixing types are shown
     as text. Should the store fail as a whole, the rows are rebuilt from :func:`read_run`.
     """
@@ -374,7 +363,10 @@ def runs_table(run_store: RunStore) -> pd.DataFrame:
             kinds = {type(v) for v in table[col] if not _missing(v)}
             if kinds - {str}:
                 table[col] = table[col].map(lambda v: None if _missing(v) else str(v))
-    return table
+    first = [c for c in ("id", "status", "task", "model", "created", "seconds") if c in table]
+    scores = [k for k in SCORES if k in table]  # the score registry's order
+    rest = [c for c in table.columns if c not in first and c not in scores and c != "error"]
+    return table[[*first, *scores, *rest, "error"]]
 
 
 def _missing(value: Any) -> bool:
@@ -410,12 +402,17 @@ def prediction(run: Run) -> xr.Dataset:
     return _prediction_cached(str(run.path), file_mtime(run.path / PREDICTION_FILE))
 
 
+#: Variables of ``prediction.nc`` that are not the prediction itself (inputs, references).
+NOT_PREDICTION = ("truth", "obs", "mask", "initial", "climatology", "bicubic", "coarse")
+
+
 def reconstruction_name(pred: xr.Dataset) -> str:
-    """Name of the reconstruction variable of a prediction dataset."""
+    """Name of the prediction variable of a prediction dataset
+    (attribute ``oceanlab_reconstruction_var``, else the first variable that is no input)."""
     name = pred.attrs.get("oceanlab_reconstruction_var")
     if name in pred.data_vars:
         return str(name)
-    others = [str(v) for v in pred.data_vars if v not in ("truth", "obs", "mask")]
+    others = [str(v) for v in pred.data_vars if v not in NOT_PREDICTION]
     if not others:
         raise KeyError("prediction.nc holds no reconstruction variable")
     return others[0]
@@ -425,31 +422,116 @@ def ocean_mask(pred: xr.Dataset) -> xr.DataArray:
     """The prediction's ocean mask as bool ``(lat, lon)`` (True = ocean)."""
     if "mask" in pred:
         return pred["mask"].fillna(0) != 0
-    return pred["truth"].notnull().any("time")
+    truth = pred["truth"]
+    return truth.notnull().any([d for d in truth.dims if d not in ("lat", "lon")])
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def rmse_series(run_dir: str, mtime: float) -> pd.Series:
-    """RMSE(t) of the reconstruction against the truth (:func:`metrics.rmse_over_time`)."""
-    from metrics import rmse_over_time
-
-    pred = _prediction_cached(run_dir, mtime)
-    rmse = rmse_over_time(pred[reconstruction_name(pred)], pred["truth"], ocean_mask(pred))
-    return pd.Series(rmse.values, index=pd.DatetimeIndex(rmse["time"].values), name="rmse")
+def run_task(info: RunInfo, pred: xr.Dataset | None = None) -> str:
+    """The task of a run: the prediction's ``oceanlab_task`` attribute (what the file holds),
+    else ``task.name`` of run.json's config, else ``interpolation`` (runs made before tasks
+    had names)."""
+    attr = as_text(pred.attrs.get("oceanlab_task")) if pred is not None else ""
+    return attr or info.task or "interpolation"
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def psd_diagnostic(run_dir: str, mtime: float) -> tuple[xr.DataArray | None, list, str | None]:
-    """PSD score, its 0.5 contour lines, or None and the reason it cannot be computed."""
-    from data.errors import DataError
-    from metrics import psd_score, psd_score_contour
+def headline_keys(task: str | None) -> tuple[str, ...]:
+    """The scores shown large for ``task``: its class's ``headline_scores`` (an unknown task,
+    from a plugin no longer installed, gets the base task's)."""
+    from data.tasks import get_task
+    from data.tasks.base import Task
+    from oceanlab_errors import ConfigError
 
-    pred = _prediction_cached(run_dir, mtime)
     try:
-        score = psd_score(pred[reconstruction_name(pred)], pred["truth"], ocean_mask(pred))
-    except DataError as exc:  # ScoreUnavailable is a DataError
-        return None, [], str(exc)
-    return score, psd_score_contour(score, 0.5), None
+        return tuple(get_task(task or "interpolation").headline_scores)
+    except ConfigError:
+        return tuple(Task.headline_scores)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _diagnostics_cached(run_dir: str, mtime: float) -> xr.Dataset | None:
+    return Run(Path(run_dir)).diagnostics()
+
+
+def diagnostics(run: Run) -> tuple[xr.Dataset | None, str]:
+    """``diagnostics.nc`` of a run (computed by the backend when the run was scored), cached
+    on its path and modification time; ``(None, reason)`` when it is missing or unreadable.
+    Do not modify the returned object."""
+    path = run.path / DIAGNOSTICS_FILE
+    if not path.is_file():
+        return None, (f"this run has no {DIAGNOSTICS_FILE} (it was made before the backend "
+                      "saved diagnostics); run the experiment again to see these curves")
+    try:
+        diag = _diagnostics_cached(str(run.path), file_mtime(path))
+    except Exception as exc:  # noqa: BLE001 (a damaged file is data: say why, keep going)
+        return None, first_line(str(exc)) or f"{path}: cannot be read ({type(exc).__name__})"
+    if diag is None:  # removed between the check and the read
+        return None, f"this run has no {DIAGNOSTICS_FILE}"
+    return diag, ""
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def psd_contour(run_dir: str, mtime: float, level: float = 0.5) -> list[np.ndarray]:
+    """Lines of the ``level`` contour of the saved PSD score (drawing only, see
+    :func:`metrics.psd_score_contour`)."""
+    from metrics import psd_score_contour
+
+    diag = _diagnostics_cached(run_dir, mtime)
+    return psd_score_contour(diag["psd_score"], level)
+
+
+def diagnostics_mtime(run: Run) -> float:
+    """Modification time of ``diagnostics.nc`` (a cache key of :func:`psd_contour`)."""
+    return file_mtime(run.path / DIAGNOSTICS_FILE)
+
+
+def time_series(da: xr.DataArray, name: str = "") -> pd.Series:
+    """A 1-D DataArray over ``time`` as a Series indexed by dates."""
+    return pd.Series(np.asarray(da.values, dtype="float64"),
+                     index=pd.DatetimeIndex(da["time"].values), name=name or da.name)
+
+
+def lead_values(lead: xr.DataArray) -> np.ndarray:
+    """Lead coordinate values as numbers of steps (timedeltas, if a reader decoded them as
+    such, become days)."""
+    values = np.asarray(lead.values)
+    if np.issubdtype(values.dtype, np.timedelta64):
+        return values / np.timedelta64(1, "D")
+    return values
+
+
+def lead_units(lead: xr.DataArray) -> str:
+    """What one lead step is (``days`` for daily data), from the coordinate's ``units``."""
+    return as_text(lead.attrs.get("units"), "time steps")
+
+
+#: Per-lead diagnostics of a forecast (``metrics.forecast.score_forecast``): label → variable.
+LEAD_RMSE = {"model": "rmse_forecast", "persistence": "rmse_persistence",
+             "climatology": "rmse_climatology"}
+LEAD_SKILL = {"skill vs persistence": "skill_persistence",
+              "skill vs climatology": "skill_climatology", "ACC": "acc"}
+
+
+def lead_curves(diag: xr.Dataset, names: dict[str, str]) -> dict[str, pd.Series]:
+    """The per-lead variables ``names`` (label → variable) of ``diag`` present there, as
+    Series indexed by lead."""
+    out = {}
+    for label, var in names.items():
+        if var in diag and diag[var].dims == ("lead_time",):
+            out[label] = pd.Series(np.asarray(diag[var].values, dtype="float64"),
+                                   index=lead_values(diag["lead_time"]), name=label)
+    return out
+
+
+def lead_table(diag: xr.Dataset) -> pd.DataFrame:
+    """Per-lead diagnostics as one row per lead (columns labelled by :data:`SCORES`)."""
+    columns = {"lead": lead_values(diag["lead_time"])}
+    for var, key in (("rmse_forecast", "rmse_by_lead"), ("rmse_persistence", None),
+                     ("rmse_climatology", None), ("skill_persistence", "skill_persistence_by_lead"),
+                     ("skill_climatology", "skill_climatology_by_lead"), ("acc", "acc_by_lead")):
+        if var in diag and diag[var].dims == ("lead_time",):
+            label = score_info(key).label if key else f"RMSE of {var.split('_', 1)[1]}"
+            columns[label] = np.asarray(diag[var].values, dtype="float64")
+    return pd.DataFrame(columns)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -464,25 +546,45 @@ def field_limits(run_dir: str, mtime: float) -> tuple[float, float, float, float
     return lo, hi, rlo, rhi
 
 
-def scores_table(metrics: dict, data_units: str = "") -> pd.DataFrame:
-    """``metrics.json`` as rows (score, value, units, note); None is shown as ``—``.
+def on_lat_lon(da: xr.DataArray) -> xr.DataArray:
+    """A field on a coarse grid (``lat_coarse``, ``lon_coarse``) renamed to ``lat``/``lon``
+    for drawing."""
+    names = {d: d.split("_")[0] for d in ("lat_coarse", "lon_coarse") if d in da.dims}
+    return da.rename(names) if names else da
 
-    Keys follow :data:`metrics.SCORE_KEYS` (known labels first, unknown numeric keys after);
-    ``note`` holds the reason a score is missing.
+
+def scores_table(metrics: dict, data_units: str = "") -> pd.DataFrame:
+    """``metrics.json`` as rows (score, key, value, units, better, note); None is ``—``.
+
+    Rows follow :data:`metrics.scores.SCORES` (known scores first, unknown scalar keys
+    after); list-valued scores (one value per forecast lead) are curves, not cells, and
+    are left out. ``note`` holds the reason a score is missing.
     """
     metrics = as_dict(metrics)
     notes = as_dict(metrics.get("notes"))
-    keys = [k for k in SCORE_LABELS if k in metrics]
-    keys += [k for k, v in metrics.items()
-             if k not in SCORE_LABELS and k != "notes" and not isinstance(v, dict | list)]
     rows = []
-    for key in keys:
-        label, units = SCORE_LABELS.get(key, (key, ""))
-        if units == "data":
-            units = data_units or "data units"
-        rows.append({"score": label, "key": str(key), "value": format_value(metrics.get(key)),
-                     "units": units, "note": as_text(notes.get(key))})
-    return pd.DataFrame(rows, columns=["score", "key", "value", "units", "note"])
+    for key in ordered_keys(metrics, scalar_only=True):
+        score = score_info(key)
+        better = {"higher": "↑ higher", "lower": "↓ lower"}.get(score.better or "", "")
+        rows.append({"score": score.label, "key": str(key),
+                     "value": format_value(metrics.get(key)),
+                     "units": score.unit_text(data_units), "better": better,
+                     "note": as_text(notes.get(key))})
+    return pd.DataFrame(rows, columns=["score", "key", "value", "units", "better", "note"])
+
+
+def score_columns(columns: list[str]) -> dict[str, Any]:
+    """``st.dataframe`` column settings labelling the score columns among ``columns`` from
+    :data:`metrics.scores.SCORES` (label, unit, direction as help)."""
+    out = {}
+    for key in columns:
+        if key in SCORES:
+            score = SCORES[key]
+            unit = score.unit_text("data units")
+            label = f"{score.label} ({unit})" if unit else score.label
+            why = f"; {score.better} is better" if score.better else ""
+            out[key] = st.column_config.Column(label, help=f"{key}: {score.description}{why}")
+    return out
 
 
 def format_value(value: Any) -> str:
@@ -498,16 +600,21 @@ def format_value(value: Any) -> str:
     return MISSING if not np.isfinite(x) else f"{x:.4g}"
 
 
-def show_scores(metrics: dict, data_units: str = "") -> None:
-    """The scores table, with a caption listing why missing scores are missing."""
+def show_scores(metrics: dict, data_units: str = "", task: str | None = None) -> None:
+    """The headline scores of ``task`` (its class's ``headline_scores``) as large numbers,
+    then the table of every scalar score, with a caption listing why missing scores are
+    missing."""
     table = scores_table(metrics, data_units)
     if table.empty:
         st.info("No scores recorded for this run.")
         return
-    headline = table[table["key"].isin(HEADLINE_SCORES)]
-    for col, row in zip(st.columns(len(headline)), headline.itertuples(), strict=True):
-        unit = "" if row.units in ("1", "") else f" ({row.units})"
-        col.metric(f"{row.score}{plain(unit)}", plain(row.value), help=plain(row.note) or None)
+    rows = table.set_index("key")
+    headline = [k for k in headline_keys(task) if k in rows.index]
+    for col, key in zip(st.columns(len(headline)) if headline else [], headline, strict=True):
+        row = rows.loc[key]
+        unit = f" ({row['units']})" if row["units"] else ""
+        col.metric(plain(f"{row['score']}{unit}"), plain(row["value"]),
+                   help=plain(row["note"]) or None)
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={"note": st.column_config.TextColumn(
                      "note", help="why a score is missing (—)")})
@@ -655,7 +762,7 @@ def dataset_picker(
     if source == "builtin":
         st.caption(literal(builtin))
         return "builtin", builtin
-    from data.errors import DataError
+    from oceanlab_errors import DataError
 
     roots = paths.data_roots()
     example = roots[0] if roots else Path("/data")
@@ -683,11 +790,11 @@ def remember_dataset(path: str | None) -> None:
 
 
 def call_or_error(fn: Callable[[], Any]) -> tuple[Any, bool]:
-    """Run ``fn``; show an :class:`~data.errors.OceanLabError` with ``st.error``.
+    """Run ``fn``; show an :class:`~oceanlab_errors.OceanLabError` with ``st.error``.
 
     Returns ``(result, True)`` on success and ``(None, False)`` after an error.
     """
-    from data.errors import OceanLabError
+    from oceanlab_errors import OceanLabError
 
     try:
         return fn(), True

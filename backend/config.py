@@ -18,12 +18,12 @@ import os
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
-from data.errors import ConfigError
+from oceanlab_errors import ConfigError
 from data.tasks import TaskParams, available_tasks, get_task
 from models import registry
 from models.base import ModelParams

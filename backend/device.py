@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from data.errors import ConfigError
+from oceanlab_errors import ConfigError
 
 
 def choose_device(preference: str = "auto") -> torch.device:

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from backend.config import ExperimentConfig
 from backend.liveness import identity, process_matches, refresh
 from backend.store import ACTIVE, RUN_FILE, Run, RunStore, now_iso
-from data.errors import OceanLabError, RunError
+from oceanlab_errors import OceanLabError, RunError
 
 _REPO = Path(__file__).resolve().parent.parent
 #: Seconds :func:`cancel` waits for a signalled worker to record its end.

@@ -30,7 +30,7 @@ from datetime import datetime
 import psutil
 
 from backend.store import ACTIVE, RUN_FILE, Run, now_iso
-from data.errors import RunError
+from oceanlab_errors import RunError
 
 #: Seconds between two heartbeats of a worker.
 HEARTBEAT_S = 5.0

@@ -9,7 +9,7 @@ import os
 import stat
 from pathlib import Path
 
-from data.errors import DataError
+from oceanlab_errors import DataError
 
 BUILTIN_NAME = "osse_gulfstream_seed{seed}.nc"
 #: Environment variable listing the folders whose files a dashboard user may open.

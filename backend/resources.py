@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.errors import ResourceError
+from oceanlab_errors import ResourceError
 
 GB = 1024**3
 #: Bytes of the float32 arrays the loader and the task hold per point of the field, beyond

@@ -28,7 +28,7 @@ from backend.device import choose_device, describe
 from backend.liveness import RunCancelled, identity, supervised
 from backend.store import Run, RunStore, now_iso
 from data.canonical import fingerprint, open_dataset
-from data.errors import ConfigError, OceanLabError
+from oceanlab_errors import ConfigError, OceanLabError
 from data.tasks import Task, TaskContext, get_task
 from models import registry
 

@@ -46,7 +46,7 @@ from typing import Any
 import pandas as pd
 import xarray as xr
 
-from data.errors import RunError
+from oceanlab_errors import RunError
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 RUN_FILE = "run.json"

@@ -21,19 +21,16 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from data.synthetic import add_noise, mock_field  # noqa: E402
-from models.oi import optimal_interpolation  # noqa: E402
+from data.synthetic import add_noise, mock_field
+from models.oi import optimal_interpolation
 
 
 def track_obs(truth: xr.DataArray, tracks_per_day: float, seed: int = 0) -> xr.DataArray:

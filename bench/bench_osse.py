@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,10 +22,9 @@ import numpy as np
 import torch
 import xarray as xr
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.osse import generate_osse  # noqa: E402
-from data.qg import QGModel, QGParams, _cpu_threads, resolve_device  # noqa: E402
+from data.osse import generate_osse
+from data.qg import QGModel, QGParams, _cpu_threads, resolve_device
 
 BUDGET_S = 60.0
 

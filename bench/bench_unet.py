@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from models.lightning_module import fit_network, masked_mse  # noqa: E402
-from models.unet import UNet, UNetParams  # noqa: E402
+from models.lightning_module import LitNetwork, fit_lightning
+from models.losses import CombinedLoss, Grid, masked_mse
+from models.trainer import TrainSettings
+from models.unet import UNet, UNetParams
 
 
 class _Batches(Dataset):
@@ -41,13 +40,13 @@ class _Batches(Dataset):
         return self.batches[k]
 
 
-def make_batches(n: int, p: UNetParams, device, seed=0):
+def make_batches(n: int, p: UNetParams, s: TrainSettings, device, seed=0):
     g = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(n):
-        x = torch.randn(p.batch_size, 2 * p.window, p.patch_size, p.patch_size, generator=g)
-        y = torch.randn(p.batch_size, 1, p.patch_size, p.patch_size, generator=g)
-        w = (torch.rand(p.batch_size, 1, p.patch_size, p.patch_size, generator=g) > 0.1).float()
+        x = torch.randn(s.batch_size, 2 * p.window, s.patch_size, s.patch_size, generator=g)
+        y = torch.randn(s.batch_size, 1, s.patch_size, s.patch_size, generator=g)
+        w = (torch.rand(s.batch_size, 1, s.patch_size, s.patch_size, generator=g) > 0.1).float()
         out.append((x.to(device), y.to(device), w.to(device)))
     return out
 
@@ -87,27 +86,31 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device(args.device)
     p = UNetParams()
-    train = make_batches(args.steps, p, device)
-    val = make_batches(2, p, device, seed=1)
+    s = TrainSettings()
+    train = make_batches(args.steps, p, s, device)
+    val = make_batches(2, p, s, device, seed=1)
     torch.manual_seed(0)
     net0 = UNet(2 * p.window, 1, p.base_channels, p.depth).to(device)
-    patches_per_epoch = args.steps * p.batch_size
+    patches_per_epoch = args.steps * s.batch_size
 
     def run_plain(epochs):
         net = copy.deepcopy(net0)
         sync(device)
         t = time.perf_counter()
-        plain_loop(net, train, val, epochs, p.lr, p.weight_decay, device)
+        plain_loop(net, train, val, epochs, s.lr, s.weight_decay, device)
         sync(device)
         return time.perf_counter() - t
 
     def run_lightning(epochs):
+        """OceanLab's trainer path: LitNetwork, loggers and ModelCheckpoint (in a temp dir)."""
         net = copy.deepcopy(net0)
+        settings = s.model_copy(update={"epochs": epochs})
+        module = LitNetwork(net, CombinedLoss([("mse", 1.0)], Grid()), settings,
+                            steps_per_epoch=len(train))
         sync(device)
         t = time.perf_counter()
-        fit_network(net, DataLoader(_Batches(train), batch_size=None),
-                    DataLoader(_Batches(val), batch_size=None), epochs=epochs, lr=p.lr,
-                    weight_decay=p.weight_decay, device=device)
+        fit_lightning(module, DataLoader(_Batches(train), batch_size=None),
+                      DataLoader(_Batches(val), batch_size=None), device=device)
         sync(device)
         return time.perf_counter() - t
 
@@ -125,7 +128,7 @@ def main() -> None:
     st_plain = steady / max(1e-9, best["plain_n"] - best["plain_1"])
     st_light = steady / max(1e-9, best["light_n"] - best["light_1"])
     print(f"device={device}")
-    print(f"patch={p.patch_size} batch={p.batch_size} window={p.window} base={p.base_channels} depth={p.depth}")
+    print(f"patch={s.patch_size} batch={s.batch_size} window={p.window} base={p.base_channels} depth={p.depth}")
     print(f"epochs={1 + args.epochs} steps_per_epoch={args.steps}")
     print(f"plain_patches_per_s={tp_plain:.1f}")
     print(f"lightning_patches_per_s={tp_light:.1f}")

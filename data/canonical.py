@@ -7,7 +7,7 @@ units and long names kept from the file.
 
 Coordinates are found whatever they are called, first through CF metadata with cf-xarray
 (``axis``, ``standard_name``, ``units``), then through common names. Every problem with the
-input raises :class:`~data.errors.DataError` with a one-line message naming the file.
+input raises :class:`~oceanlab_errors.DataError` with a one-line message naming the file.
 
 Data that would be silently wrong are refused or repaired, and the repair is said in
 ``ds.attrs["oceanlab_notes"]``:
@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from data.errors import DataError
+from oceanlab_errors import DataError
 
 _COMMON_NAMES = {
     "time": ("time", "t", "time_counter", "date", "valid_time", "ocean_time", "times"),

@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from data.errors import ConfigError
+from oceanlab_errors import ConfigError
 from data.qg import QGParams, resolve_device, run_qg
 from data.tracks import DEFAULT_MISSIONS, EARTH_RADIUS_M, sample_along_tracks
 

@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from data.errors import ConfigError
+from oceanlab_errors import ConfigError
 
 SECONDS_PER_DAY = 86400.0
 

@@ -76,21 +76,21 @@ class TaskTensors:
                size: tuple[int, int] | None = None) -> torch.Tensor:
         """Inputs ``(B, in_channels, h, w)`` for sample times ``t`` (B,), cropped at (i0, j0)."""
         steps = t[:, None] + self._in[None, :]  # positions in the padded time axis
-        x = torch.cat([block[steps] for block in self.blocks], dim=1)
         if size is None:
-            return x
-        return _crop(x, i0, j0, size)
+            return torch.cat([block[steps] for block in self.blocks], dim=1)
+        # Gather the patches directly: never the whole domain of every sample.
+        index = _patch_index(steps, i0, j0, size)
+        return torch.cat([block[index] for block in self.blocks], dim=1)
 
     def targets(self, t: torch.Tensor, i0=None, j0=None, size=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Targets and weights ``(B, out_channels, h, w)``; zero weight past the record."""
         steps = t[:, None] + self._out[None, :]
         inside = (steps >= 0) & (steps < self.n_time)
         steps = steps.clamp(0, self.n_time - 1)
-        y = self.truth[steps]
-        w = self.valid[steps] * inside[:, :, None, None].to(self.valid.dtype)
-        if size is None:
-            return y, w
-        return _crop(y, i0, j0, size), _crop(w, i0, j0, size)
+        index = (steps,) if size is None else _patch_index(steps, i0, j0, size)
+        y = self.truth[index]
+        w = self.valid[index] * inside[:, :, None, None].to(self.valid.dtype)
+        return y, w
 
 
 class WindowTensors(TaskTensors):
@@ -100,14 +100,14 @@ class WindowTensors(TaskTensors):
         super().__init__(task, task.network_io(window), norm, device)
 
 
-def _crop(x: torch.Tensor, i0: torch.Tensor, j0: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Per-sample crops ``x[b, :, i0[b]:i0[b]+h, j0[b]:j0[b]+w]`` by gathering indices."""
+def _patch_index(steps: torch.Tensor, i0: torch.Tensor, j0: torch.Tensor,
+                 size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Advanced index of ``(B, S, h, w)`` patches: time ``steps[b, s]``, rows from ``i0[b]``,
+    columns from ``j0[b]``; indexing a ``(T, H, W)`` tensor with it copies only the patches."""
     h, w = size
-    b = torch.arange(x.shape[0], device=x.device)[:, None, None]
-    ii = (i0[:, None] + torch.arange(h, device=x.device)[None])[:, :, None]  # (B, h, 1)
-    jj = (j0[:, None] + torch.arange(w, device=x.device)[None])[:, None, :]  # (B, 1, w)
-    out = x.permute(0, 2, 3, 1)[b, ii, jj]  # (B, h, w, C)
-    return out.permute(0, 3, 1, 2).contiguous()
+    ii = i0[:, None] + torch.arange(h, device=steps.device)[None]  # (B, h)
+    jj = j0[:, None] + torch.arange(w, device=steps.device)[None]  # (B, w)
+    return steps[:, :, None, None], ii[:, None, :, None], jj[:, None, None, :]
 
 
 class RandomPatchBatches(Dataset):

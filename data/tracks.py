@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from data.errors import DataError
+from oceanlab_errors import DataError
 
 EARTH_RADIUS_M = 6.371e6
 SECONDS_PER_DAY = 86400.0

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from data.errors import DataError
+from oceanlab_errors import DataError
 
 GRAVITY: float = 9.81
 """Gravitational acceleration g (m s-2)."""

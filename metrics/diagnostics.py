@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import xarray as xr
 
-from data.errors import DataError
+from oceanlab_errors import DataError
 
 
 def mapping_diagnostics(rec: xr.DataArray, ref: xr.DataArray,

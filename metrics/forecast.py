@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from data.errors import DataError
+from oceanlab_errors import DataError
 
 #: Latitude span (degrees) above which scores are weighted by cos(latitude) by default.
 AREA_WEIGHT_SPAN_DEG = 15.0

@@ -25,7 +25,7 @@ Scores (keys of :func:`score_mapping`)
 
 A score that cannot be computed (too few days, no 0.5 contour, a zero reference, no valid
 point...) is None with a reason in ``notes``; never an invented number.
-Bad input (wrong dimensions, shapes or coordinates) raises :class:`data.errors.DataError`.
+Bad input (wrong dimensions, shapes or coordinates) raises :class:`oceanlab_errors.DataError`.
 
 PSD score
     PSD score = 1 − PSD(rec − ref) / PSD(ref), spectra from
@@ -52,7 +52,7 @@ import numpy as np
 import xarray as xr
 import xrft
 
-from data.errors import DataError
+from oceanlab_errors import DataError
 from metrics.currents import (
     MIN_ABS_LAT,
     geostrophic_velocity,

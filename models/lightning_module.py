@@ -142,6 +142,7 @@ def fit_lightning(
     s = module.settings
     temporary = log_dir is None
     root = Path(tempfile.mkdtemp(prefix="oceanlab-fit-")) if temporary else Path(log_dir)
+    trainer = None
     try:
         history = _History(s.epochs, progress)
         checkpoint = ModelCheckpoint(dirpath=root / "checkpoints", filename="best",
@@ -175,5 +176,6 @@ def fit_lightning(
             df["best"] = df["epoch"] == (best_epoch + 1 if best_epoch is not None else -1)
         return df
     finally:
+        del trainer
         if temporary:
             shutil.rmtree(root, ignore_errors=True)

@@ -43,7 +43,7 @@ import torch
 import xarray as xr
 from pydantic import Field
 
-from data.errors import ConfigError, DataError
+from oceanlab_errors import ConfigError, DataError
 from models.base import Mapper, ModelParams
 from models.registry import register
 

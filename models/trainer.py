@@ -18,6 +18,7 @@ once, for every task:
 
 from __future__ import annotations
 
+import gc
 from abc import abstractmethod
 from pathlib import Path
 from typing import Literal
@@ -193,9 +194,15 @@ class NetworkModel(Mapper):
         loss = CombinedLoss([(t.name, t.weight) for t in s.loss], grid)
         module = LitNetwork(net, loss, s, steps_per_epoch=len(train), base_channel=io.base_channel)
         net.train()  # a predict() before fit() leaves the network in eval mode
-        return fit_lightning(module, DataLoader(train, batch_size=None),
-                             DataLoader(val, batch_size=None), device=self.device,
-                             log_dir=log_dir, progress=progress)
+        history = fit_lightning(module, DataLoader(train, batch_size=None),
+                                DataLoader(val, batch_size=None), device=self.device,
+                                log_dir=log_dir, progress=progress)
+        # Lightning's objects reference each other (module ↔ trainer ↔ loops ↔ loaders):
+        # free the task's tensors now, not at some later collection, before predict builds
+        # its own (on a large grid they are the largest allocation).
+        del module, train, val, tensors
+        gc.collect()
+        return history
 
     def _apply(self, x: torch.Tensor, io: NetworkIO) -> torch.Tensor:
         out = self.net(x)

@@ -1,9 +1,11 @@
 """Every dashboard page runs headless (streamlit AppTest) on a tiny synthetic workspace.
 
 Runs for the Results and Runs pages are written straight into a run store (run.json,
-metrics.json, prediction.nc, history.csv), so no training happens here; the Experiment page
-is tested with ``backend.jobs.submit`` replaced by a recorder, plus one slow end-to-end
-launch of a real worker process.
+metrics.json, prediction.nc, diagnostics.nc, history.csv), so no training happens here:
+interpolation runs from a noisy copy of the truth, forecast and downscaling runs through the
+real task classes (``build``, ``prediction_dataset``, ``score``). The Experiment page is
+tested with ``backend.jobs.submit`` replaced by a recorder, plus one slow end-to-end launch
+of a real worker process.
 """
 
 from __future__ import annotations
@@ -81,8 +83,10 @@ def make_run(
     n_days: int = 12,
     history: bool = True,
     data_path: str = "mock.nc",
+    diagnostics: bool = True,
 ) -> Run:
-    """A finished run written directly into the store, as a worker would leave it."""
+    """A finished interpolation run written directly into the store, as a worker would leave
+    it (``diagnostics=False``: as a run made before diagnostics.nc existed)."""
     config = {"data": {"path": data_path}, "task": {"name": "interpolation"},
               "model": {"name": model}, "train": {"epochs": 3, "seed": 0, "device": "cpu"}}
     run = store.create(config, run_id=run_id, status="running")
@@ -98,6 +102,10 @@ def make_run(
         pred.attrs["oceanlab_reconstruction_var"] = "ssh"
         run.write_prediction(pred)
         run.write_metrics(METRICS)
+        if diagnostics:
+            from metrics.diagnostics import mapping_diagnostics
+
+            run.write_diagnostics(mapping_diagnostics(pred["ssh"], truth, test["mask"]))
         if history:
             run.write_history(pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.0, 0.5, 0.3],
                                             "val_loss": [1.1, 0.6, 0.4]}))
@@ -108,6 +116,42 @@ def make_run(
         run.update(status="failed", error="mock.nc: no such file")
     else:
         run.update(status=status)
+    return run
+
+
+#: Tiny task parameters for runs built with the real task classes.
+TASK_PARAMS = {"forecast": {"history": 2, "horizon": 3}, "downscaling": {"factor": 2}}
+TASK_MODELS = {"forecast": "persistence", "downscaling": "unet"}
+
+
+def make_task_run(store: RunStore, run_id: str, task: str, *, model: str | None = None) -> Run:
+    """A finished ``task`` run (forecast or downscaling) written into the store: the task built
+    by its class on 40 days of mock data, a noisy copy of the truth as prediction, and the
+    prediction.nc, metrics.json and diagnostics.nc that the task itself gives."""
+    from backend.config import DataConfig, build_config
+    from data.tasks import get_task
+
+    ds = mock_field(n_time=40, n_lat=N_LAT, n_lon=N_LON, land=True, seed=1)
+    cls = get_task(task)
+    params = TASK_PARAMS.get(task, {})
+    built = cls.build(ds, DataConfig(), cls.Params(**params), label="mock.nc")
+    times = built.sample_times("test")
+    if task == "forecast":
+        target = built.at_leads(built.truth, times).drop_vars("valid_time")
+    else:
+        target = built.truth.sel(time=times)
+    pred = built.prediction_dataset(add_noise(target, 0.01, seed=3), times)
+    scores, diagnostics = built.score(pred)
+    model = model or TASK_MODELS.get(task, "unet")
+    config = build_config(task, model, overrides={
+        "data.path": "mock.nc", **{f"task.{k}": v for k, v in params.items()}}).to_dict()
+    run = store.create(config, run_id=run_id, status="running")
+    run.write_prediction(pred)
+    run.write_diagnostics(diagnostics)
+    run.write_metrics(scores)
+    test = built.times("test")
+    run.update(status="done", timings={"total_s": 0.5}, device="cpu",
+               periods={"test": [str(test[0].date()), str(test[-1].date())]})
     return run
 
 
@@ -297,6 +341,63 @@ def test_experiment_bad_parameter_shows_error(
     assert submitted == [] and store.runs() == []
 
 
+def test_experiment_task_first_lists_the_models_and_params_of_the_task(
+    workspace: Path, mock_nc: Path
+):
+    from data.tasks import available_tasks, get_task
+    from models import registry
+
+    at = _experiment_on(mock_nc)
+    assert at.selectbox(key="exp.task").options == available_tasks()
+    assert at.selectbox(key="exp.task").value == "interpolation"
+    assert at.selectbox(key="exp.obs")  # observations matter for interpolation
+    assert at.number_input(key="exp.data.obs_noise")
+    at.selectbox(key="exp.task").set_value("forecast").run()
+    assert not at.exception
+    assert at.selectbox(key="exp.model").options == registry.available("forecast")
+    history = at.number_input(key="exp.task.forecast.history")
+    fields = get_task("forecast").Params.model_fields
+    assert history.value == fields["history"].default
+    assert history.help == fields["history"].description
+    assert at.number_input(key="exp.task.forecast.horizon").value == fields["horizon"].default
+    assert at.selectbox(key="exp.task.forecast.mode").options == ["direct", "rollout"]
+    keys = {w.key for w in [*at.selectbox, *at.number_input, *at.text_input]}
+    assert "exp.obs" not in keys and "exp.data.obs_noise" not in keys  # hidden for forecasts
+    assert not any(k.startswith("exp.task.interpolation.") for k in keys)
+    assert "exp.task.forecast.name" not in keys
+    assert "Variable to forecast" in [w.label for w in at.selectbox]
+
+
+def test_experiment_launch_forecast_queues_a_forecast_config(
+    workspace: Path, mock_nc: Path, submitted: list, store: RunStore
+):
+    from models import registry
+
+    at = _experiment_on(mock_nc)
+    at.selectbox(key="exp.task").set_value("forecast").run()
+    model = "unet" if "unet" in registry.available("forecast") else "persistence"
+    at.selectbox(key="exp.model").set_value(model).run()
+    at.number_input(key="exp.task.forecast.history").set_value(3)
+    at.number_input(key="exp.task.forecast.horizon").set_value(4)
+    at.number_input(key="exp.train.epochs").set_value(1)
+    loss = at.text_input(key="exp.train.loss")
+    assert loss.value.startswith("[")  # the loss terms, edited as YAML
+    at.button(key="exp.launch").click().run()
+    assert not at.exception
+    assert not at.error
+    (config,) = submitted
+    assert config.task.name == "forecast"
+    assert (config.task.history, config.task.horizon) == (3, 4)
+    assert config.model.name == model
+    assert config.train.epochs == 1
+    from backend.config import TrainConfig
+
+    assert config.train.loss == TrainConfig().loss  # the YAML text read back unchanged
+    assert config.data.path == str(mock_nc) and config.data.obs is None
+    (run,) = store.runs()
+    assert run.info()["config"]["task"]["name"] == "forecast"
+
+
 @pytest.mark.parametrize("where", ["missing", "outside_roots"])
 def test_experiment_bad_data_path_blocks_launch(
     workspace: Path, mock_nc: Path, tmp_path: Path, where: str
@@ -385,6 +486,97 @@ def test_results_shows_maps_scores_history(store: RunStore):
     assert not at.exception
 
 
+def _headline(at: AppTest) -> dict[str, str]:
+    return {shown(m.label): shown(m.value) for m in at.metric}
+
+
+def _expected_headline(task: str, metrics: dict, units: str = "m") -> dict[str, str]:
+    from app.ui import format_value
+    from data.tasks import get_task
+    from metrics.scores import info
+
+    out = {}
+    for key in get_task(task).headline_scores:
+        unit = info(key).unit_text(units)
+        out[f"{info(key).label} ({unit})" if unit else info(key).label] = format_value(metrics[key])
+    return out
+
+
+def test_results_of_a_forecast_run(store: RunStore):
+    run = make_task_run(store, "20240101-000000-persistence-ffff", "forecast")
+    metrics = run.metrics()
+    at = page("3_Results.py").run()
+    assert not at.exception
+    assert not at.error
+    assert _headline(at) == _expected_headline("forecast", metrics)
+    table = at.dataframe[0].value.set_index("key")
+    assert table.loc["skill_persistence", "score"] == "skill vs persistence"
+    assert not any(k.endswith("_by_lead") for k in table.index)  # lists are curves, not cells
+    heads = texts(at.subheader)
+    for head in ("Scores", "Maps", "Skill by lead", "RMSE over start dates", "Training history"):
+        assert head in heads
+    assert "persistence" in texts(at.caption)
+    by_lead = at.dataframe[1].value  # "Values by lead", read from diagnostics.nc
+    assert list(by_lead["lead"]) == [1, 2, 3]
+    np.testing.assert_allclose(by_lead["RMSE by lead"], metrics["rmse_by_lead"], rtol=1e-5)
+    np.testing.assert_allclose(by_lead["ACC by lead"], metrics["acc_by_lead"], rtol=1e-5)
+    assert at.select_slider(key="results.lead").options == ["1", "2", "3"]
+    at.select_slider(key="results.lead").set_value(3).run()
+    assert not at.exception
+    start = at.select_slider(key="results.start")
+    assert len(start.options) == len(run.prediction()["time"]) >= 2
+    start.set_value(start.options[-1]).run()
+    assert not at.exception and not at.error
+
+
+def test_results_of_a_downscaling_run(store: RunStore):
+    run = make_task_run(store, "20240101-000000-unet-dddd", "downscaling")
+    metrics = run.metrics()
+    at = page("3_Results.py").run()
+    assert not at.exception
+    assert not at.error
+    assert _headline(at) == _expected_headline("downscaling", metrics)
+    table = at.dataframe[0].value.set_index("key")
+    assert table.loc["rmse_gain_bicubic", "score"] == "RMSE gain over bicubic"
+    heads = texts(at.subheader)
+    for head in ("Maps", "RMSE over time", "PSD score"):
+        assert head in heads
+    assert "bicubic" in texts(at.caption)  # RMSE over time against bicubic's
+    assert "PSD score not available" in texts(at.info)  # 5 test days: from diagnostics.nc
+    day = at.select_slider(key="results.day")
+    day.set_value(day.options[-1]).run()
+    assert not at.exception
+
+
+def test_results_of_an_older_run_without_diagnostics(store: RunStore, monkeypatch):
+    import metrics
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the Results page must not compute diagnostics")
+
+    monkeypatch.setattr(metrics, "psd_score", refuse)
+    monkeypatch.setattr(metrics, "rmse_over_time", refuse)
+    make_run(store, "20240101-000000-unet-aaaa", diagnostics=False)
+    at = page("3_Results.py").run()
+    assert not at.exception
+    assert "no diagnostics.nc" in texts(at.info)
+    heads = texts(at.subheader)
+    assert "Maps" in heads and "RMSE over time" not in heads
+    assert _headline(at)["µ(RMSE)"] == "0.91"
+
+
+def test_results_with_a_damaged_diagnostics_file(store: RunStore):
+    from backend.store import DIAGNOSTICS_FILE
+
+    run = make_task_run(store, "20240101-000000-persistence-ffff", "forecast")
+    (run.path / DIAGNOSTICS_FILE).write_bytes(b"not a netcdf file")
+    at = page("3_Results.py").run()
+    assert not at.exception
+    assert "No diagnostics to draw" in texts(at.info)
+    assert DIAGNOSTICS_FILE in texts(at.info)
+    assert "Maps" in texts(at.subheader)  # the maps are still drawn from prediction.nc
+
+
 def test_results_run_from_query_params(store: RunStore):
     older = make_run(store, "20240101-000000-unet-aaaa")
     make_run(store, "20240102-000000-unet-bbbb")
@@ -444,6 +636,17 @@ def test_runs_table_filter_and_delete(store: RunStore):
     assert [r.id for r in store.runs()] == [keep.id]
 
 
+def test_runs_table_labels_scores_of_every_task(store: RunStore):
+    make_run(store, "20240101-000000-unet-aaaa")
+    forecast = make_task_run(store, "20240102-000000-persistence-ffff", "forecast")
+    at = page("4_Runs.py").run()
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("id")
+    assert table.loc[forecast.id, "task"] == "forecast"
+    assert table.loc[forecast.id, "acc"] == pytest.approx(forecast.metrics()["acc"])
+    assert "acc_by_lead" not in table.columns
+
+
 def test_runs_active_run_is_not_deleted(store: RunStore, monkeypatch: pytest.MonkeyPatch):
     from app import ui
 
@@ -475,3 +678,15 @@ def test_scores_table_marks_missing_scores():
     assert table.loc["lambda_t_days", "value"] == "—"
     assert table.loc["lambda_t_days", "note"] == "the PSD score has no 0.5 contour"
     assert table.loc["mu", "note"] == ""
+    assert table.loc["rmse", "better"] == "↓ lower" and table.loc["mu", "better"] == "↑ higher"
+
+
+def test_scores_table_follows_the_score_registry():
+    from app.ui import scores_table
+    from metrics.scores import SCORES
+
+    metrics = {"zz_custom": 1.5, "acc": 0.5, "rmse": 0.1, "rmse_by_lead": [0.1, 0.2],
+               "notes": {}}
+    table = scores_table(metrics, "m")
+    assert list(table["key"]) == ["rmse", "acc", "zz_custom"]  # SCORES order, unknown after
+    assert list(table["score"]) == [SCORES["rmse"].label, SCORES["acc"].label, "zz_custom"]

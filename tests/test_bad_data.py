@@ -1,7 +1,7 @@
 """A catalogue of bad or awkward data files, each with its exact expected outcome.
 
 Every file is made by the test itself in ``tmp_path``. A case either expects a
-:class:`~data.errors.DataError` whose message is one line naming the file and the problem,
+:class:`~oceanlab_errors.DataError` whose message is one line naming the file and the problem,
 or a correct load whose values are checked (masked fill values counted, notes read).
 """
 
@@ -24,7 +24,7 @@ import xarray as xr
 
 from data import canonical
 from data.canonical import open_dataset, summarize
-from data.errors import DataError
+from oceanlab_errors import DataError
 from data.tasks import build_interpolation_task
 
 # A plain HDF5 file as h5py writes it (datasets time(4), lat(3), lon(5), ssh(4, 3, 5) =

@@ -1,4 +1,8 @@
-"""One real-browser test: the dashboard served by Streamlit, driven in headless Chromium.
+"""Real-browser tests: the dashboard served by Streamlit, driven in headless Chromium.
+
+One opens a saved interpolation run on the Runs and Results pages; the other launches a
+forecast run (the ``persistence`` model, on a small file inside the data roots) from the
+Experiment page, waits for the worker to finish it and opens its per-lead curves in Results.
 
 Chromium comes from Debian (``apt-get install chromium``; ``.ci/run`` installs it) and is
 driven with Playwright through ``executable_path``: Playwright's own browser download does not
@@ -20,6 +24,11 @@ import pytest
 
 from backend.store import RunStore
 from tests.test_app_pages import make_run
+
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"]
+#: Every Streamlit element that shows an exception (a traceback reached the page).
+EXCEPTION = '[data-testid="stException"]'
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[1]
@@ -70,9 +79,7 @@ def test_runs_and_results_pages_render_in_a_real_browser(server, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
         page.goto(f"{server}/Runs")
         # the runs table is a canvas grid; its accessible (hidden) cells carry the text
@@ -89,3 +96,73 @@ def test_runs_and_results_pages_render_in_a_real_browser(server, tmp_path):
         browser.close()
     assert "Scores" in body and "0.91" in body  # µ of the saved run
     assert "Traceback" not in body and "Error" not in body.split("Scores")[0]
+
+
+def _choose(page, label: str, option: str) -> None:
+    """Pick ``option`` in the Streamlit select box labelled ``label``."""
+    from playwright.sync_api import expect
+
+    combo = page.get_by_role("combobox", name=label, exact=True)  # the box's text input
+    combo.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    expect(combo).to_have_value(option, timeout=30_000)
+
+
+def _images(page, at_least: int) -> None:
+    page.wait_for_function(
+        "n => document.querySelectorAll('[data-testid=\"stImage\"] img, "
+        "[data-testid=\"stFullScreenFrame\"] img').length >= n", arg=at_least, timeout=60_000)
+
+
+def test_forecast_run_launched_from_the_experiment_page(server, workspace, tmp_path):
+    """Experiment: task forecast, model persistence, a small file typed in; the worker runs it;
+    Results shows the scores and the per-lead curves, without an exception on any page."""
+    from playwright.sync_api import sync_playwright
+
+    from data.synthetic import mock_field
+
+    data = workspace / "datasets" / "forecast.nc"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    mock_field(n_time=60, n_lat=12, n_lon=16, land=True, seed=5).drop_vars("mask").to_netcdf(data)
+    store = RunStore(workspace / "runs")
+    before = {r.id for r in store.runs()}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.goto(f"{server}/Experiment")
+        page.get_by_role("button", name="Launch").wait_for(timeout=60_000)
+        _choose(page, "Task", "forecast")
+        page.get_by_text("Task parameters").wait_for(timeout=30_000)
+        _choose(page, "Model", "persistence")
+        page.get_by_text("NetCDF file or glob").click()
+        path_box = page.get_by_label("NetCDF path")
+        path_box.fill(str(data.resolve()))
+        path_box.press("Enter")
+        page.get_by_text("Variable to forecast").wait_for(timeout=30_000)
+        page.get_by_role("button", name="Launch").click()
+
+        deadline = time.monotonic() + 90
+        runs: list = []
+        while time.monotonic() < deadline:
+            runs = [r for r in store.runs() if r.id not in before]
+            if runs and runs[0].status not in ("queued", "running"):
+                break
+            time.sleep(0.5)
+        assert runs, "no run was queued: " + page.inner_text("body")[-2000:]
+        (run,) = runs
+        info = run.info()
+        assert info["status"] == "done", info.get("error")
+        assert info["config"]["task"]["name"] == "forecast"
+        assert info["config"]["model"]["name"] == "persistence"
+        assert page.locator(EXCEPTION).count() == 0
+
+        page.goto(f"{server}/Results?run={run.id}")
+        page.get_by_text("Skill by lead").first.wait_for(timeout=60_000)
+        _images(page, 3)  # the per-lead curves, the maps, the RMSE over start dates
+        body = page.inner_text("body")
+        page.screenshot(path=str(tmp_path / "forecast.png"), full_page=True)
+        exceptions = page.locator(EXCEPTION).count()
+        browser.close()
+    assert exceptions == 0 and "Traceback" not in body
+    assert "skill vs persistence" in body and "ACC" in body
+    assert f"{run.metrics()['acc']:.4g}" in body

@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 
 from data.canonical import fingerprint, open_dataset, summarize
-from data.errors import DataError
+from oceanlab_errors import DataError
 from data.synthetic import mock_field
 
 

@@ -96,6 +96,34 @@ def test_runs_lists_saved_runs(capsys, mock_nc, tmp_path):
     assert "oi" in out and "done" in out
 
 
+def test_runs_columns_are_the_headline_scores_of_the_tasks_present(capsys, tmp_path):
+    from backend.store import RunStore
+    from metrics.scores import SCORES
+    from tests.test_app_pages import make_run, make_task_run
+
+    store = RunStore(tmp_path / "runs")
+    forecast = make_task_run(store, "20240102-000000-persistence-ffff", "forecast")
+    code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(store.root))
+    assert code == 0
+    header, row = out.splitlines()
+    assert header.split() == ["id", "status", "task", "model", "rmse", "skill_persistence",
+                              "skill_climatology", "acc", "seconds"]
+    metrics = forecast.metrics()
+    values = dict(zip(header.split(), row.split(), strict=True))
+    assert values["task"] == "forecast" and values["model"] == "persistence"
+    for key in ("rmse", "skill_persistence", "skill_climatology", "acc"):
+        assert values[key] == f"{metrics[key]:.4g}"
+    assert "by_lead" not in out  # per-lead lists are curves, not columns
+
+    make_run(store, "20240101-000000-oi-aaaa", model="oi")  # an interpolation run beside it
+    code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(store.root))
+    columns = out.splitlines()[0].split()
+    scores = columns[4:-1]
+    assert set(scores) == {"rmse", "mu", "sigma", "lambda_x_deg", "lambda_t_days",
+                           "skill_persistence", "skill_climatology", "acc"}
+    assert scores == [k for k in SCORES if k in scores]  # in the score registry's order
+
+
 def _tree_digest(path):
     h = hashlib.sha256()
     for f in sorted(p for p in path.rglob("*") if p.is_file()):

@@ -20,6 +20,7 @@ import pytest
 
 import app.cli as cli
 from app.cli import main
+from models import registry
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -105,8 +106,9 @@ CATALOGUE = [
     _case(["config", "--set", "data.path=''"], "data.path", "must not be empty", id="set-path-empty"),
     _case(["config", "--model", "oi", "--set", "model.name=unet"], "--model oi", "--set model.name=unet",
           id="model-contradicts-set"),
-    _case(["config", "--set", "model.name=[1, 2]"], "model.name", "oi, unet", id="model-name-list"),
-    _case(["config", "--model", "gpt"], "unknown model 'gpt'", "oi, unet", id="unknown-model"),
+    _case(["config", "--set", "model.name=[1, 2]"], "model.name", "choose one of: ", "oi", "unet", id="model-name-list"),
+    _case(["config", "--model", "gpt"], "unknown model 'gpt'; choose one of: ",
+          ", ".join(registry.available()), id="unknown-model"),
     _case(["config", "--task", "forecasting"], "unknown task 'forecasting'", "interpolation, ",
           "forecast", "downscaling", id="unknown-task"),
     _case(["config", "--task", "forecast", "--model", "oi"], "model 'oi' does not support the "

@@ -12,7 +12,7 @@ import yaml
 
 from backend.config import ExperimentConfig, build_config, load_yaml, parse_set
 from backend.store import RunStore
-from data.errors import ConfigError, RunError
+from oceanlab_errors import ConfigError, RunError
 
 
 def test_defaults_and_round_trip_through_json():
@@ -77,7 +77,9 @@ def test_bad_values_are_one_line_config_errors(overrides, message):
 
 
 def test_unknown_model_lists_choices():
-    with pytest.raises(ConfigError, match="choose one of: oi, unet"):
+    from models import registry
+
+    with pytest.raises(ConfigError, match="choose one of: " + ", ".join(registry.available())):
         build_config(model="transformer")
 
 

@@ -28,7 +28,7 @@ from streamlit.testing.v1 import AppTest
 from app.ui import plain
 from backend import paths
 from backend.store import RunStore
-from data.errors import DataError
+from oceanlab_errors import DataError
 from tests.test_app_pages import METRICS, make_run, page, texts
 
 REPO = Path(__file__).resolve().parents[1]

@@ -78,6 +78,26 @@ def test_maps_figure_panels_share_a_scale(day: xr.Dataset):
     _render(fig)
 
 
+def test_comparison_maps_truth_inputs_prediction_residual(day: xr.Dataset):
+    truth, pred = day["ssh"], day["ssh"] * 0.9
+    coarse = truth.coarsen(lat=2, lon=2, boundary="pad").mean()  # its own grid
+    fig = figures.comparison_maps_figure(
+        truth, pred, inputs=[figures.MapPanel(coarse, "Coarse input")],
+        prediction_title="Output (unet)", limits=(-0.5, 0.5), residual_limits=(-0.1, 0.1),
+        land_mask=day["mask"], units="m", suptitle="2012-10-01")
+    geo = [ax for ax in fig.axes if isinstance(ax, GeoAxes)]
+    assert [ax.get_title() for ax in geo] == ["Truth", "Coarse input", "Output (unet)",
+                                              "Residual (output − truth)"]
+    for ax in geo[:3]:  # truth, input and prediction on one scale
+        assert ax.collections[0].get_clim() == (-0.5, 0.5)
+    assert geo[3].collections[0].get_clim() == (-0.1, 0.1)
+    residual = geo[3].collections[0].get_array()
+    expected = np.where(day["mask"].values, (pred - truth).values, np.nan)
+    np.testing.assert_allclose(np.ma.filled(residual, np.nan).reshape(expected.shape), expected,
+                               rtol=1e-6)
+    _render(fig)
+
+
 def test_shared_limits_symmetric_and_cover_the_data():
     a = np.array([[-0.2, 0.1], [np.nan, 0.05]])
     b = xr.DataArray([0.35, -0.1])
@@ -153,6 +173,23 @@ def test_curve_figures():
     fig = figures.history_figure(history)
     assert [line.get_label() for line in fig.axes[0].lines] == ["train_loss", "val_loss"]
     _render(fig)
+
+
+def test_lead_curves_figure():
+    leads = [1, 2, 3]
+    rmse = {"model": pd.Series([0.01, 0.02, 0.03], index=leads),
+            "persistence": pd.Series([0.02, 0.04, 0.06], index=leads)}
+    skill = {"skill vs persistence": pd.Series([0.5, 0.5, 0.5], index=leads),
+             "ACC": pd.Series([0.9, 0.8, 0.7], index=leads)}
+    fig = figures.lead_curves_figure(rmse, skill, rmse_label="RMSE (m)", lead_label="lead (days)",
+                                     mark=2)
+    left, right = fig.axes
+    assert [ln.get_label() for ln in left.lines[:2]] == ["model", "persistence"]
+    np.testing.assert_array_equal(left.lines[1].get_xydata(), [[1, 0.02], [2, 0.04], [3, 0.06]])
+    assert [ln.get_label() for ln in right.lines[:2]] == ["skill vs persistence", "ACC"]
+    assert left.get_xlabel() == "lead (days)" and left.get_ylabel() == "RMSE (m)"
+    _render(fig)
+    assert len(figures.lead_curves_figure(rmse).axes) == 1  # no skill: one panel
 
 
 def test_psd_score_figure_draws_the_given_contour():

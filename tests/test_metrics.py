@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from data.errors import DataError
+from oceanlab_errors import DataError
 from data.synthetic import add_noise, mock_field
 from metrics import currents
 from metrics.currents import geostrophic_velocity, relative_vorticity

@@ -12,7 +12,7 @@ import pytest
 import torch
 import xarray as xr
 
-from data.errors import ConfigError
+from oceanlab_errors import ConfigError
 from data.osse import OSSE_LAT, OSSE_LON, _periods, generate_osse
 from data.qg import QGModel, QGParams, pv_from_ssh, qg_residual, run_qg
 

@@ -22,7 +22,7 @@ from backend import jobs, liveness
 from backend.config import build_config, parse_set
 from backend.runner import execute
 from backend.store import RunStore, check_run_id
-from data.errors import RunError
+from oceanlab_errors import RunError
 
 REPO = Path(__file__).resolve().parent.parent
 #: A UNet small enough to start at once and slow enough (many epochs) to be stopped mid-way.

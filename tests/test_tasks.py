@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.errors import DataError
+from oceanlab_errors import DataError
 from data.tasks import auto_periods, build_interpolation_task
 
 

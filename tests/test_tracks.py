@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from data.errors import DataError
+from oceanlab_errors import DataError
 from data.synthetic import mock_field
 from data.tracks import (
     DEFAULT_MISSIONS,

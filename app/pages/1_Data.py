@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-_ROOT = str(Path(__file__).resolve().parents[2])  # the repository, for `streamlit run`
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+import pandas as pd
+import streamlit as st
 
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from app import figures, ui  # noqa: E402
-from backend import paths  # noqa: E402
-from data.canonical import summarize  # noqa: E402
+from app import figures, ui
+from backend import paths
+from data.canonical import summarize
 
 NO_OVERLAY = "(none)"
 

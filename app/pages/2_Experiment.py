@@ -1,29 +1,37 @@
-"""Experiment: set up a run, launch it in a worker process, follow its progress live."""
+"""Experiment: choose a task, then a model valid for it, set their parameters, the training
+settings and the data; launch the run in a worker process and follow its progress live.
+
+Every widget comes from a typed config section (the task's and the model's ``Params``,
+``TrainConfig``, ``DataConfig``); launching builds the same :class:`ExperimentConfig` as the
+CLI with :func:`backend.config.build_config`.
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-_ROOT = str(Path(__file__).resolve().parents[2])  # the repository, for `streamlit run`
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from app import ui  # noqa: E402
-from backend import jobs, paths  # noqa: E402
-from backend.config import DataConfig, TrainConfig, build_config  # noqa: E402
-from data.tasks import available_tasks, get_task  # noqa: E402
-from backend.store import Run  # noqa: E402
-from data.errors import ConfigError, DataError, RunError  # noqa: E402
-from models import registry  # noqa: E402
+from app import ui
+from backend import jobs, paths
+from backend.config import DataConfig, TrainConfig, build_config
+from backend.store import Run
+from data.tasks import TaskParams, available_tasks, get_task
+from models import registry
+from oceanlab_errors import ConfigError, DataError, RunError
 
 REFRESH_S = 2
+#: Tasks whose inputs are observations of the field (the observation widgets matter).
+OBSERVATION_TASKS = ("interpolation",)
+#: What the variable is for, per task (the label of the variable selector).
+VARIABLE_LABELS = {"interpolation": "Variable to reconstruct", "forecast": "Variable to forecast",
+                   "downscaling": "Variable to downscale"}
 
 
-def data_section() -> tuple[dict, bool]:
-    """Dataset, variable and observation widgets; ``(overrides, ok_to_launch)``."""
+def data_section(task: str) -> tuple[dict, bool]:
+    """Dataset, variable and (for tasks that read observations) observation widgets;
+    ``(overrides, ok_to_launch)``."""
     source, path = ui.dataset_picker(
         "exp", empty_hint="Type the path of a NetCDF file under the data roots, or choose "
                           "the built-in OSSE.")
@@ -43,48 +51,84 @@ def data_section() -> tuple[dict, bool]:
         variables[0] if variables else "ssh")
     cols = st.columns(2)
     var = cols[0].selectbox(
-        "Variable to reconstruct", [None, *variables],
+        VARIABLE_LABELS.get(task, "Variable"), [None, *variables],
         format_func=lambda v: f"default ({truth_default})" if v is None else v,
         help=DataConfig.model_fields["var"].description, key="exp.var")
-    obs_default = (ds.attrs.get("oceanlab_obs_var") if ds is not None else None) or "simulation"
-    obs = cols[1].selectbox(
-        "Observations", [None, "simulation", *[v for v in variables if v != var]],
-        format_func=lambda v: f"default ({obs_default})" if v is None else v,
-        help=DataConfig.model_fields["obs"].description, key="exp.obs")
-    overrides.update({"data.var": var, "data.obs": obs})
+    overrides["data.var"] = var
+    if task in OBSERVATION_TASKS:
+        obs_default = (ds.attrs.get("oceanlab_obs_var") if ds is not None else None) or "simulation"
+        overrides["data.obs"] = cols[1].selectbox(
+            "Observations", [None, "simulation", *[v for v in variables if v != var]],
+            format_func=lambda v: f"default ({obs_default})" if v is None else v,
+            help=DataConfig.model_fields["obs"].description, key="exp.obs")
     return overrides, True
 
 
+def task_section(task: str) -> dict:
+    """The task's own parameters, then (folded) the time split every task shares."""
+    params_cls = get_task(task).Params
+    shared = tuple(TaskParams.model_fields)
+    own = [n for n in params_cls.model_fields if n not in shared]
+    values = {}
+    if own:
+        st.markdown("**Task parameters**")
+        values.update(ui.config_widgets(params_cls, f"exp.task.{task}", skip=shared, columns=3))
+    with st.expander("Time split"):
+        values.update(ui.config_widgets(
+            params_cls, f"exp.task.{task}",
+            skip=("name", *(n for n in params_cls.model_fields if n not in shared)), columns=3))
+    return values
+
+
+def task_summary(task: str) -> str:
+    """First line of the docstring of the task's module (else of its class)."""
+    cls = get_task(task)
+    module = sys.modules.get(cls.__module__)
+    return ui.first_line(getattr(module, "__doc__", None)) or ui.first_line(cls.__doc__)
+
+
 def setup_section() -> None:
-    """The experiment form and the Launch button."""
+    """The experiment form, task first, and the Launch button."""
     cols = st.columns(2)
-    task = cols[0].selectbox("Task", available_tasks(), key="exp.task")
+    tasks = available_tasks()
+    task = cols[0].selectbox("Task", tasks, key="exp.task",
+                             help="what the model learns: " + ", ".join(tasks))
+    summary = task_summary(task)
+    if summary:
+        cols[0].caption(summary)
     models = registry.available(task)
+    if not models:
+        st.error(ui.plain(f"No registered model supports the {task} task."))
+        return
     model = cols[1].selectbox("Model", models, index=models.index("oi") if "oi" in models else 0,
-                              key="exp.model")
+                              key="exp.model",
+                              help=f"the models that support the {task} task")
     model_cls = registry.get(model)
     if ui.first_line(model_cls.__doc__):
-        st.caption(ui.first_line(model_cls.__doc__))
+        cols[1].caption(ui.first_line(model_cls.__doc__))
 
     st.markdown("**Model parameters**")
     params = ui.config_widgets(model_cls.Params, f"exp.model.{model}", columns=3)
-    st.markdown("**Training**")
-    train = ui.config_widgets(TrainConfig, "exp.train", columns=3)
-    if not model_cls.trainable:
-        st.caption(f"`{model}` is not trained: epochs do not matter for it.")
+    task_values = task_section(task)
+    if model_cls.trainable:
+        st.markdown("**Training**")
+        train = ui.config_widgets(TrainConfig, "exp.train", columns=3)
+    else:
+        with st.expander(f"Training (not used: {model} is not trained)"):
+            train = ui.config_widgets(TrainConfig, "exp.train", columns=3)
     st.markdown("**Data**")
-    overrides, ok = data_section()
-    with st.expander("Observations and time split"):
-        data_extra = ui.config_widgets(DataConfig, "exp.data", skip=("path", "var", "obs"))
-        task_extra = ui.config_widgets(get_task(task).Params, f"exp.task.{task}", skip=("name",),
-                                       columns=3)
+    overrides, ok = data_section(task)
+    data_extra: dict = {}
+    if task in OBSERVATION_TASKS:
+        with st.expander("Simulated observations"):
+            data_extra = ui.config_widgets(DataConfig, "exp.data", skip=("path", "var", "obs"))
 
     if not st.button("Launch", type="primary", key="exp.launch", disabled=not ok):
         return
     overrides.update({f"model.{k}": v for k, v in params.items()})
+    overrides.update({f"task.{k}": v for k, v in task_values.items()})
     overrides.update({f"train.{k}": v for k, v in train.items()})
     overrides.update({f"data.{k}": v for k, v in data_extra.items()})
-    overrides.update({f"task.{k}": v for k, v in task_extra.items()})
     try:
         if overrides.get("data.path"):  # checked again: the worker opens what is launched
             overrides["data.path"] = paths.check_user_path(overrides["data.path"])
@@ -141,7 +185,7 @@ def render_run(run: Run) -> None:
         metrics, problem = ui.read_metrics(run)
         if problem:
             st.warning(ui.plain(problem))
-        ui.show_scores(metrics)
+        ui.show_scores(metrics, task=info.task)
         ui.page_link("pages/3_Results.py", "Open the maps and diagnostics in Results",
                      icon="🗺️", query_params={"run": run.id})
     elif status == "failed":

@@ -1,21 +1,25 @@
-"""Results: maps, residuals, scores and diagnostics of one finished run."""
+"""Results: scores, maps and diagnostics of one finished run, as its task produces them.
+
+Interpolation: truth, observations, reconstruction and residual, RMSE over time, PSD score.
+Forecast: per-lead curves against persistence and climatology, maps of a chosen start and
+lead. Downscaling: coarse input, truth, output and residual, RMSE over time against bicubic.
+Every curve is read from the run's ``diagnostics.nc`` (computed by the backend); this page
+only draws.
+"""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import pandas as pd
+import streamlit as st
+import xarray as xr
 
-_ROOT = str(Path(__file__).resolve().parents[2])  # the repository, for `streamlit run`
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+from app import figures, ui
+from backend.store import PREDICTION_FILE, Run
+from oceanlab_errors import RunError
 
-import cmocean  # noqa: E402
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from app import figures, ui  # noqa: E402
-from backend.store import PREDICTION_FILE, Run  # noqa: E402
-from data.errors import RunError  # noqa: E402
+#: Variables each task's prediction.nc must hold besides the prediction (others: truth).
+REQUIRED = {"interpolation": ("truth", "obs"), "forecast": ("truth", "initial"),
+            "downscaling": ("truth", "coarse")}
 
 
 def choose_run() -> Run | None:
@@ -52,9 +56,8 @@ def choose_run() -> Run | None:
     return next(r for r in runs if r.id == run_id)
 
 
-def header(run: Run) -> None:
-    info = ui.read_run(run)
-    parts = [f"model **{ui.plain(info.model)}**",
+def header(info: ui.RunInfo, task: str) -> None:
+    parts = [f"task **{ui.plain(task)}**", f"model **{ui.plain(info.model)}**",
              f"data {ui.literal(info.data_path or 'built-in')}"]
     if info.test_period:
         parts.append(ui.plain(f"test period {info.test_period[0]} → {info.test_period[1]}"))
@@ -65,36 +68,208 @@ def header(run: Run) -> None:
     st.markdown(" · ".join(parts))
 
 
-def maps(pred, run_dir: str, mtime: float, units: str) -> pd.Timestamp:
-    """Truth, observations, reconstruction and residual on the chosen day; returns the day."""
+def pick(label: str, options: list, key: str, format_func=str):
+    """A slider over ``options`` (the only option when there is one)."""
+    if len(options) > 1:
+        return st.select_slider(label, options, key=key, format_func=format_func)
+    return options[0]
+
+
+def no_diagnostics(reason: str) -> None:
+    st.info(f"No diagnostics to draw: {ui.plain(reason)}.")
+
+
+# --------------------------------------------------------------------------- interpolation
+
+
+def day_maps(pred: xr.Dataset, run: Run, units: str, *, inputs: str, title: str) -> pd.Timestamp:
+    """Truth, the input (``obs`` points or the ``coarse`` field), the prediction and the
+    residual on the chosen day; returns the day."""
     rec_name = ui.reconstruction_name(pred)
     times = pd.DatetimeIndex(pred["time"].values)
     labels = ui.time_labels(times)
-    if len(labels) > 1:
-        day = st.select_slider("Day of the test period", labels, key="results.day")
-    else:
-        day = labels[0]
+    day = pick("Day of the test period", labels, "results.day")
     i = labels.index(day)
     mask = ui.ocean_mask(pred)
-    truth = pred["truth"].isel(time=i)
-    rec = pred[rec_name].isel(time=i)
-    residual = (rec - truth).where(mask)
-    lo, hi, rlo, rhi = ui.field_limits(run_dir, mtime)
-    balance = cmocean.cm.balance
-    panels = [
-        figures.MapPanel(truth, "Truth", balance, lo, hi, land_mask=mask, units=units),
-        figures.MapPanel(None, "Observations", balance, lo, hi, obs=pred["obs"].isel(time=i),
-                         land_mask=mask, units=units),
-        figures.MapPanel(rec, f"Reconstruction ({rec_name})", balance, lo, hi, land_mask=mask,
-                         units=units),
-        figures.MapPanel(residual, "Residual (reconstruction − truth)", balance, rlo, rhi,
-                         land_mask=mask, units=units),
-    ]
-    ui.show_figure(figures.maps_figure(panels, ncols=2, suptitle=day))
-    st.caption("Truth, observations and reconstruction share one colour scale, symmetric "
-               "about zero and covering the truth over the test period; the residual has "
-               "its own symmetric scale.")
+    lo, hi, rlo, rhi = ui.field_limits(str(run.path), ui.file_mtime(run.path / PREDICTION_FILE))
+    if inputs == "obs" and "obs" in pred:
+        panels = [figures.MapPanel(None, "Observations", obs=pred["obs"].isel(time=i),
+                                   land_mask=mask)]
+    elif inputs == "coarse" and "coarse" in pred:
+        factor = pred.attrs.get("oceanlab_downscaling_factor")
+        what = f"{factor}×{factor} block means" if factor else "block means"
+        panels = [figures.MapPanel(ui.on_lat_lon(pred["coarse"].isel(time=i)),
+                                   f"Coarse input ({what})")]
+    else:
+        panels = []
+    ui.show_figure(figures.comparison_maps_figure(
+        pred["truth"].isel(time=i), pred[rec_name].isel(time=i), inputs=panels,
+        prediction_title=f"{title} ({rec_name})", limits=(lo, hi), residual_limits=(rlo, rhi),
+        land_mask=mask, units=units, suptitle=day))
+    st.caption("Truth, input and prediction share one colour scale, symmetric about zero and "
+               "covering the truth over the test period; the residual has its own symmetric "
+               "scale.")
     return times[i]
+
+
+def rmse_over_time(diag: xr.Dataset, units: str, day: pd.Timestamp,
+                   reference: tuple[str, str] | None = None) -> None:
+    """``rmse_t`` of the diagnostics (and a reference's, e.g. bicubic) over time."""
+    st.subheader("RMSE over time")
+    if "rmse_t" not in diag or diag["rmse_t"].dims != ("time",):
+        st.info("diagnostics.nc holds no RMSE over time for this run.")
+        return
+    rmse = ui.time_series(diag["rmse_t"])
+    series = {"model": rmse}
+    if reference is not None and reference[1] in diag:
+        series[reference[0]] = ui.time_series(diag[reference[1]])
+    ui.show_figure(figures.timeseries_figure(
+        series, ylabel=f"RMSE ({units})" if units else "RMSE", mark=day))
+    means = "; ".join(f"{name} {s.mean():.4g}" for name, s in series.items())
+    st.caption(f"Spatial RMSE over ocean points each day; mean {ui.plain(means)} "
+               f"{ui.plain(units)}. The dashed line is the day shown on the maps.")
+
+
+def psd_section(diag: xr.Dataset, run: Run, metrics: dict) -> None:
+    st.subheader("PSD score")
+    if "psd_score" not in diag:
+        reason = ui.as_text(diag.attrs.get("psd_score_unavailable"), "not in diagnostics.nc")
+        st.info(f"PSD score not available: {ui.plain(reason)}")
+        return
+    lines = ui.psd_contour(str(run.path), ui.diagnostics_mtime(run))
+    ui.show_figure(figures.psd_score_figure(
+        diag["psd_score"], lines, lambda_x=ui.as_number(metrics.get("lambda_x_deg")),
+        lambda_t=ui.as_number(metrics.get("lambda_t_days"))))
+    st.caption("1 − PSD(rec − truth) / PSD(truth) over wavelength and period; the "
+               "0.5 contour bounds the scales the method resolves (λx, λt).")
+
+
+def mapping_results(pred: xr.Dataset, run: Run, diag: xr.Dataset | None, reason: str,
+                    metrics: dict, units: str, task: str) -> None:
+    """Interpolation and downscaling (and tasks this page does not know, drawn alike)."""
+    st.subheader("Maps")
+    if task == "downscaling":
+        day = day_maps(pred, run, units, inputs="coarse", title="Output")
+    else:
+        day = day_maps(pred, run, units, inputs="obs", title="Reconstruction")
+    if diag is None:
+        no_diagnostics(reason)
+        return
+    left, right = st.columns(2)
+    with left:
+        reference = ("bicubic", "rmse_t_bicubic") if task == "downscaling" else None
+        rmse_over_time(diag, units, day, reference)
+    with right:
+        psd_section(diag, run, metrics)
+
+
+# --------------------------------------------------------------------------- forecast
+
+
+def skill_by_lead(diag: xr.Dataset | None, reason: str, units: str, step: str,
+                  lead: float) -> None:
+    """RMSE of the model, persistence and climatology by lead; skills and ACC by lead."""
+    if diag is None:
+        no_diagnostics(reason)
+        return
+    rmse = ui.lead_curves(diag, ui.LEAD_RMSE)
+    skill = ui.lead_curves(diag, ui.LEAD_SKILL)
+    if not rmse:
+        st.info("diagnostics.nc holds no per-lead curves for this run.")
+        return
+    ui.show_figure(figures.lead_curves_figure(
+        rmse, skill, rmse_label=f"RMSE ({units})" if units else "RMSE",
+        lead_label=f"lead ({step})", mark=lead))
+    weighting = ui.as_text(diag.attrs.get("area_weighting"))
+    st.caption("The model against persistence (the initial state held) and the day-of-year "
+               "climatology of the training split. Skill = 1 − MSE / MSE of the reference "
+               "(above 0: better than it); ACC = anomaly correlation against the climatology. "
+               "The dashed line is the lead shown on the maps."
+               + (f" Area weighting: {ui.plain(weighting)}." if weighting else ""))
+    with st.expander("Values by lead"):
+        st.dataframe(ui.lead_table(diag), hide_index=True, width="stretch")
+
+
+def forecast_results(pred: xr.Dataset, run: Run, diag: xr.Dataset | None, reason: str,
+                     units: str) -> None:
+    """Per-lead curves against persistence and climatology, then the maps of one start
+    and lead, and the RMSE over start dates at that lead."""
+    leads = [float(v) if not float(v).is_integer() else int(v)
+             for v in ui.lead_values(pred["lead_time"])]
+    step = ui.lead_units(pred["lead_time"])
+    starts = pd.DatetimeIndex(pred["time"].values)
+    labels = ui.time_labels(starts)
+
+    st.subheader("Skill by lead")
+    curves = st.container()  # drawn below, once the lead shown on the maps is known
+
+    st.subheader("Maps")
+    cols = st.columns(2)
+    with cols[0]:
+        start = pick("Forecast start (last input step)", labels, "results.start")
+    with cols[1]:
+        lead = pick(f"Lead ({step})", leads, "results.lead")
+    i, j = labels.index(start), leads.index(lead)
+
+    with curves:
+        skill_by_lead(diag, reason, units, step, lead)
+    forecast_maps(pred, run, i, j, units, start, f"lead {lead} ({step})")
+    rmse_over_starts(diag, j, units, lead, step, starts[i])
+
+
+def forecast_maps(pred: xr.Dataset, run: Run, i: int, j: int, units: str, start: str,
+                  lead: str) -> None:
+    """Truth at the valid time, initial state, forecast and residual of start ``i``
+    (labelled ``start``), lead ``j`` (labelled ``lead``)."""
+    name = ui.reconstruction_name(pred)
+    mask = ui.ocean_mask(pred)
+    valid = ""
+    if "valid_time" in pred.coords:
+        valid = ui.time_labels(pd.DatetimeIndex([pred["valid_time"].values[i, j]]))[0]
+    lo, hi, rlo, rhi = ui.field_limits(str(run.path), ui.file_mtime(run.path / PREDICTION_FILE))
+    initial = figures.MapPanel(pred["initial"].isel(time=i), f"Initial state ({start})",
+                               land_mask=mask)
+    ui.show_figure(figures.comparison_maps_figure(
+        pred["truth"].isel(time=i, lead_time=j), pred[name].isel(time=i, lead_time=j),
+        inputs=[initial], truth_title=f"Truth at the valid time{f' ({valid})' if valid else ''}",
+        prediction_title=f"Forecast ({name})", limits=(lo, hi), residual_limits=(rlo, rhi),
+        land_mask=mask, units=units,
+        suptitle=f"start {start} · {lead}" + (f" · valid {valid}" if valid else "")))
+    st.caption("Truth, initial state and forecast share one colour scale covering the truth "
+               "over every start and lead; the residual has its own symmetric scale.")
+
+
+def rmse_over_starts(diag: xr.Dataset | None, j: int, units: str, lead: float, step: str,
+                     start: pd.Timestamp) -> None:
+    """``rmse_t(time, lead_time)`` of the diagnostics at lead ``j``, over start dates."""
+    if diag is None or "rmse_t" not in diag or set(diag["rmse_t"].dims) != {"time", "lead_time"}:
+        return
+    st.subheader("RMSE over start dates")
+    series = ui.time_series(diag["rmse_t"].isel(lead_time=j), name=f"lead {lead}")
+    ui.show_figure(figures.timeseries_figure(
+        {f"lead {lead}": series}, ylabel=f"RMSE ({units})" if units else "RMSE", mark=start))
+    st.caption(f"Spatial RMSE of the forecasts at lead {lead} ({ui.plain(step)}), by start "
+               "date; the dashed line is the start shown on the maps.")
+
+
+# --------------------------------------------------------------------------- page
+
+
+def load_prediction(run: Run, task: str | None) -> xr.Dataset | None:
+    """prediction.nc, or None after one ``st.error`` naming the file and what is wrong."""
+    try:
+        pred = ui.prediction(run)
+        ui.reconstruction_name(pred)
+        needed = REQUIRED.get(task or ui.as_text(pred.attrs.get("oceanlab_task")), ("truth",))
+        missing = [v for v in needed if v not in pred]
+        if missing:
+            raise KeyError(f"no variable {', '.join(missing)}")
+    except (RunError, OSError, ValueError, KeyError) as exc:
+        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        st.error(ui.plain(f"{run.path / PREDICTION_FILE}: cannot be read "
+                          f"({ui.first_line(str(text)) or type(exc).__name__})"))
+        return None
+    return pred
 
 
 def main() -> None:
@@ -102,48 +277,29 @@ def main() -> None:
     run = choose_run()
     if run is None:
         return
-    header(run)
-    try:
-        pred = ui.prediction(run)
-        ui.reconstruction_name(pred)
-        missing = [v for v in ("truth", "obs") if v not in pred]
-        if missing:
-            raise KeyError(f"no variable {', '.join(missing)}")
-    except (RunError, OSError, ValueError, KeyError) as exc:
-        st.error(ui.plain(f"{run.path / PREDICTION_FILE}: cannot be read "
-                          f"({ui.first_line(str(exc)) or type(exc).__name__})"))
+    info = ui.read_run(run)
+    pred = load_prediction(run, None)
+    if pred is None:
+        header(info, ui.run_task(info))
         return
-    run_dir, mtime = str(run.path), ui.file_mtime(run.path / PREDICTION_FILE)
+    task = ui.run_task(info, pred)
+    header(info, task)
+    if info.task and info.task != task:
+        st.warning(ui.plain(f"run.json says task {info.task}, prediction.nc holds a {task} "
+                            f"prediction; drawn as {task}."))
     units = ui.as_text(pred["truth"].attrs.get("units"))
     metrics, problem = ui.read_metrics(run)
     if problem:
         st.warning(ui.plain(problem))
 
     st.subheader("Scores")
-    ui.show_scores(metrics, units)
+    ui.show_scores(metrics, units, task)
 
-    st.subheader("Maps")
-    day = maps(pred, run_dir, mtime, units)
-
-    left, right = st.columns(2)
-    with left:
-        st.subheader("RMSE over time")
-        rmse = ui.rmse_series(run_dir, mtime)
-        ui.show_figure(figures.timeseries_figure(
-            {"RMSE": rmse}, ylabel=f"RMSE ({units})" if units else "RMSE", mark=day))
-        st.caption(f"Spatial RMSE over ocean points each day; mean {rmse.mean():.4g} "
-                   f"{ui.plain(units)}. The dashed line is the day shown on the maps.")
-    with right:
-        st.subheader("PSD score")
-        score, lines, reason = ui.psd_diagnostic(run_dir, mtime)
-        if score is None:
-            st.info(f"PSD score not available: {ui.plain(reason)}")
-        else:
-            ui.show_figure(figures.psd_score_figure(
-                score, lines, lambda_x=ui.as_number(metrics.get("lambda_x_deg")),
-                lambda_t=ui.as_number(metrics.get("lambda_t_days"))))
-            st.caption("1 − PSD(rec − truth) / PSD(truth) over wavelength and period; the "
-                       "0.5 contour bounds the scales the method resolves (λx, λt).")
+    diag, reason = ui.diagnostics(run)
+    if task == "forecast" and "lead_time" in pred.dims:
+        forecast_results(pred, run, diag, reason, units)
+    else:
+        mapping_results(pred, run, diag, reason, metrics, units, task)
 
     st.subheader("Training history")
     history = ui.read_history(run)

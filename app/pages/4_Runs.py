@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import streamlit as st
 
-_ROOT = str(Path(__file__).resolve().parents[2])  # the repository, for `streamlit run`
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-import streamlit as st  # noqa: E402
-
-from app import ui  # noqa: E402
-from data.errors import RunError  # noqa: E402
+from app import ui
+from oceanlab_errors import RunError
 
 FLASH_KEY = "runs.flash"
 TARGET_KEY = "runs.delete_id"
@@ -81,6 +74,7 @@ def main() -> None:
         shown.drop(columns="error") if shown["error"].isna().all() else shown,
         hide_index=True, width="stretch",
         column_config={
+            **ui.score_columns(list(shown.columns)),  # labels, units and direction of scores
             "id": st.column_config.TextColumn("run id", pinned=True),
             "seconds": st.column_config.NumberColumn("time (s)", format="%.1f"),
             "error": st.column_config.TextColumn(

@@ -25,7 +25,7 @@ import pandas as pd
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from data.errors import DataError
+from oceanlab_errors import DataError
 
 #: Values this large are fill values that the file did not declare (see data.canonical).
 _HUGE = 1e15

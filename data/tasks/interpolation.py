@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from data.errors import DataError
+from oceanlab_errors import DataError
 from data.tasks.base import (
     NetworkIO,
     Task,

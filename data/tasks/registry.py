@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from data.errors import ConfigError
+from oceanlab_errors import ConfigError
 
 if TYPE_CHECKING:
     from data.tasks.base import Task
