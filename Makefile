@@ -42,6 +42,7 @@ bench: data
 	$(PY) bench/bench_osse.py
 	$(PY) bench/bench_oi.py
 	$(PY) bench/bench_unet.py
+	$(PY) bench/bench_memory.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -89,6 +89,25 @@ class LimitsConfig(_Section):
                                 "default: half of this machine's memory")
 
 
+def _registered_params(value: Any, base: type[BaseModel], section: str, example: str,
+                       params_of, default: str | None = None) -> BaseModel:
+    """The parameters of the registered task or model that ``value`` names: a Params object,
+    a plain name, or a dict with ``name`` (``default`` when absent)."""
+    if isinstance(value, base):
+        return value
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise ValueError(f"{section} needs a 'name' (e.g. {{name: {example}}})")
+    if default is not None:
+        value = {"name": default, **value}
+    if "name" not in value:
+        raise ValueError(f"{section} needs a 'name' (e.g. {{name: {example}}})")
+    if not isinstance(value["name"], str):
+        raise ValueError(f"{section} name must be a text such as {example!r} (got {value['name']!r})")
+    return params_of(value["name"])(**value)
+
+
 class ExperimentConfig(_Section):
     """data, task, model, train and limits; ``task`` and ``model`` are the registered
     classes' own parameters, chosen by their ``name`` (a union discriminated through the
@@ -103,29 +122,14 @@ class ExperimentConfig(_Section):
     @field_validator("task", mode="before")
     @classmethod
     def _task_params(cls, value: Any) -> TaskParams:
-        if isinstance(value, TaskParams):
-            return value
-        if isinstance(value, str):
-            value = {"name": value}
-        if not isinstance(value, dict):
-            raise ValueError("task needs a 'name' (e.g. {name: forecast})")
-        value = {"name": "interpolation", **value}
-        if not isinstance(value["name"], str):
-            raise ValueError(f"task name must be a text such as 'forecast' (got {value['name']!r})")
-        return get_task(value["name"]).Params(**value)
+        return _registered_params(value, TaskParams, "task", "forecast",
+                                  lambda name: get_task(name).Params, default="interpolation")
 
     @field_validator("model", mode="before")
     @classmethod
     def _model_params(cls, value: Any) -> ModelParams:
-        if isinstance(value, ModelParams):
-            return value
-        if isinstance(value, str):
-            value = {"name": value}
-        if not isinstance(value, dict) or "name" not in value:
-            raise ValueError("model needs a 'name' (e.g. {name: oi})")
-        if not isinstance(value["name"], str):
-            raise ValueError(f"model name must be a text such as 'oi' (got {value['name']!r})")
-        return registry.get(value["name"]).Params(**value)
+        return _registered_params(value, ModelParams, "model", "oi",
+                                  lambda name: registry.get(name).Params)
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
