@@ -121,13 +121,25 @@ def test_unreadable_file_is_refused(tree):
     target = tree["root"] / "locked.nc"
     target.write_bytes(b"CDF\x01")
     target.chmod(0)
+    expected = REFUSED.format(path=target, roots=tree["root"])
     try:
-        if os.geteuid() == 0:
-            pytest.skip("running as root, which reads any file: an unreadable file cannot "
-                        "be made here (the check uses os.access, honest for other users)")
-        with pytest.raises(DataError) as err:
-            paths.check_user_path(str(target))
-        assert str(err.value) == REFUSED.format(path=target, roots=tree["root"])
+        if os.geteuid() != 0:
+            with pytest.raises(DataError) as err:
+                paths.check_user_path(str(target))
+            assert str(err.value) == expected
+            return
+        # Root reads any file; a child without the capabilities that bypass file modes
+        # sees what another user would.
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: file modes cannot be enforced")
+        code = ("from backend import paths\nfrom oceanlab_errors import DataError\n"
+                "try:\n    print('accepted', paths.check_user_path(%r))\n"
+                "except DataError as exc:\n    print(exc)\n" % str(target))
+        proc = subprocess.run([setpriv, "--bounding-set", "-dac_override,-dac_read_search",
+                               sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=120, env={**os.environ})
+        assert proc.stdout.strip() == expected, proc.stderr
     finally:
         target.chmod(0o600)
 
