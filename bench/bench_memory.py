@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -101,6 +102,7 @@ def child(argv: list[str]) -> None:
 def run_case(name: str, workdir: Path) -> dict:
     file_name, args = CASES[name]
     runs = workdir / f"runs-{name}"
+    shutil.rmtree(runs, ignore_errors=True)  # one run per case: the one measured here
     cmd = [sys.executable, __file__, "--child", "train", "--data", str(workdir / file_name),
            "--runs-dir", str(runs), "--json", *args]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,

@@ -51,9 +51,9 @@ def day_of_year_climatology(train: xr.DataArray, times: pd.DatetimeIndex,
     if train.sizes.get("time", 0) == 0:
         raise DataError("climatology: the training split is empty")
     t_train = pd.DatetimeIndex(train["time"].values)
-    doy_train = (t_train.dayofyear - 1 + t_train.hour / 24.0).to_numpy(dtype=np.float64)
+    doy_train = (t_train.day_of_year - 1 + t_train.hour / 24.0).to_numpy(dtype=np.float64)
     t_out = pd.DatetimeIndex(times)
-    doy_out = (t_out.dayofyear - 1 + t_out.hour / 24.0).to_numpy(dtype=np.float64)
+    doy_out = (t_out.day_of_year - 1 + t_out.hour / 24.0).to_numpy(dtype=np.float64)
     delta = np.abs(doy_out[:, None] - doy_train[None, :])
     delta = np.minimum(delta, DAYS_PER_YEAR - delta)
     kernel = np.exp(-0.5 * (delta / window_days) ** 2)  # (n_out, n_train)
