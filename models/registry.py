@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from data.errors import ConfigError
+from oceanlab_errors import ConfigError
 
 if TYPE_CHECKING:
     from models.base import Mapper
@@ -29,7 +29,11 @@ def register(name: str):
 
 def _load_builtin() -> None:
     # One line per built-in model; importing the module runs its @register.
+    import models.bicubic  # noqa: F401
+    import models.climatology  # noqa: F401
+    import models.convlstm  # noqa: F401
     import models.oi  # noqa: F401
+    import models.persistence  # noqa: F401
     import models.unet  # noqa: F401
 
 
