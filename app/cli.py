@@ -368,8 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=_cmd_inspect)
 
     def experiment_flags(sp, with_run_flags: bool):
-        sp.add_argument("--task", type=_nonempty, default=None, help="interpolation")
-        sp.add_argument("--model", type=_nonempty, default=None, help="registered model name (oi, unet)")
+        sp.add_argument("--task", type=_nonempty, default=None, help="a registered task (interpolation, forecast, downscaling, …); an "
+                             "unknown name prints the valid ones")
+        sp.add_argument("--model", type=_nonempty, default=None, help="a registered model valid for the task; an invalid one prints "
+                             "the models of that task")
         sp.add_argument("--config", type=_nonempty, help="YAML file with data/task/model/train/limits sections")
         sp.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE", default=[],
                         help="override any config field, e.g. --set model.lt_days=7")

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from oceanlab_errors import DataError
 from data.tasks import Task
 from models.base import Mapper, ModelParams
 from models.registry import register
+from oceanlab_errors import DataError
 
 
 class PersistenceParams(ModelParams):

@@ -16,12 +16,12 @@ import torch
 import xarray as xr
 
 from app.cli import main
-from data.errors import DataError
 from data.synthetic import mock_field
 from data.tasks import TaskContext, get_task
 from metrics.forecast import DAYS_PER_YEAR, day_of_year_climatology, score_forecast
 from models import registry
 from models.trainer import TrainSettings
+from oceanlab_errors import DataError
 
 ForecastTask = get_task("forecast")
 DATA = SimpleNamespace(var="ssh", obs=None, obs_noise=0.0, obs_seed=0)

@@ -23,12 +23,10 @@ Reference: bicubic interpolation (:func:`bicubic_upsample`)
     the value of the nearest finite coarse cell before interpolating; fine land cells stay
     NaN.
 
-Networks get the bicubic field and the coarse field repeated over its blocks (which tells
-them where the block edges are and what each block's mean must be) and predict an
-increment over the bicubic field. Scores are the mapping scores on the fine grid
-(:func:`metrics.score_mapping`) plus the RMSE of bicubic interpolation and the gain over it,
-``rmse_gain_bicubic = 1 − RMSE / RMSE_bicubic`` (0 for bicubic itself, 1 for a perfect
-prediction).
+Networks get the bicubic field and predict an increment over it. Scores are the mapping
+scores on the fine grid (:func:`metrics.score_mapping`) plus the RMSE of bicubic
+interpolation and the gain over it, ``rmse_gain_bicubic = 1 − RMSE / RMSE_bicubic`` (0 for
+bicubic itself, 1 for a perfect prediction).
 """
 
 from __future__ import annotations
@@ -234,20 +232,6 @@ def bicubic_upsample(coarse: xr.DataArray, factor: int, like: xr.DataArray) -> x
                         name=like.name, attrs=dict(like.attrs))
 
 
-def nearest_upsample(coarse: xr.DataArray, factor: int, like: xr.DataArray) -> xr.DataArray:
-    """Each coarse value repeated over the fine cells of its block (NaN on land of ``like``)."""
-    n_lat, n_lon = like.sizes["lat"], like.sizes["lon"]
-    iy = np.arange(n_lat) // factor
-    ix = np.arange(n_lon) // factor
-    values = np.asarray(coarse.transpose("time", "lat_coarse", "lon_coarse").values)
-    out = values[:, iy][:, :, ix].astype(np.float32)
-    out[:, ~like.notnull().any("time").values] = np.nan
-    return xr.DataArray(out, dims=("time", "lat", "lon"),
-                        coords={"time": coarse["time"].values, "lat": like["lat"].values,
-                                "lon": like["lon"].values},
-                        name="coarse_blocks", attrs=dict(like.attrs))
-
-
 @register_task("downscaling")
 @dataclass
 class DownscalingTask(Task):
@@ -299,10 +283,8 @@ class DownscalingTask(Task):
                    mask=mask.load(), periods=periods, params=p, label=label)
 
     def network_io(self, window: int | None = None) -> NetworkIO:
-        """The bicubic field and the coarse block values of the same step → the fine field,
-        as an increment over the bicubic field."""
-        blocks = nearest_upsample(self.coarse, self.params.factor, self.truth)
-        return NetworkIO(sources=[self.bicubic, blocks], masks=[False, False], in_offsets=(0,),
+        """The bicubic field of the same step → the fine field, as an increment over it."""
+        return NetworkIO(sources=[self.bicubic], masks=[False], in_offsets=(0,),
                          out_offsets=(0,), base_channel=0)
 
     def prediction_dataset(self, rec: xr.DataArray, times: pd.DatetimeIndex) -> xr.Dataset:
