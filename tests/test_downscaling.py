@@ -176,7 +176,7 @@ def test_a_tiny_unet_beats_bicubic():
     task = _task(ds)
     torch.manual_seed(0)
     model = UNetMapper(UNetParams(base_channels=8, depth=2), torch.device("cpu"), seed=0)
-    history = model.fit(task, TrainSettings(epochs=12, batch_size=8, patch_size=32,
+    history = model.fit(task, TrainSettings(epochs=20, batch_size=8, patch_size=32,
                                             steps_per_epoch=8, device="cpu"))
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     times = task.sample_times("test")
