@@ -29,8 +29,7 @@ from datetime import datetime
 
 import psutil
 
-from backend.store import ACTIVE, RUN_FILE, Run, now_iso
-from oceanlab_errors import RunError
+from backend.store import ACTIVE, Run, now_iso
 
 #: Seconds between two heartbeats of a worker.
 HEARTBEAT_S = 5.0
@@ -227,11 +226,3 @@ def supervised(run: Run) -> Iterator[Supervision]:
         for sig, old in previous.items():
             signal.signal(sig, old)
 
-
-def run_file_ok(run: Run) -> bool:
-    """Whether run.json exists and is a readable run record."""
-    try:
-        run.info()
-    except RunError:
-        return False
-    return (run.path / RUN_FILE).is_file()
