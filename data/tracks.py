@@ -19,6 +19,13 @@ the in-box samples are always computed at their phase in the repeat cycle (six h
 the cycle at a time, a few kept in a small cache) and shifted by whole cycles (exact,
 because the orbit repeats exactly).
 
+A wide-swath altimeter (:class:`Swath`, SWOT's KaRIn by default: :data:`SWOT`) flies a
+:class:`Mission`'s orbit and images two swaths either side of the ground track (10–60 km
+cross-track, a 20 km gap at nadir) on a grid of pixels about 2 km × 2 km: each nadir sample
+time is split into a few sub-samples along track, and pixels are placed along the great
+circle perpendicular to the ground track's Earth-fixed heading. Its samples go through the
+same cycle-phase blocks, cache, windows and binning as the nadir samples.
+
 A gridded field is observed by at most one day of orbit per time step, centred on the
 step's time (the whole step when steps are shorter): a daily record sees every sample once,
 a monthly or yearly record one representative day per step. Cost and memory therefore grow
@@ -44,6 +51,11 @@ _EPOCH = np.datetime64("2000-01-01T00:00:00", "ns")
 _COARSE_S = 20
 #: Samples of one repeat cycle kept in memory per mission (32 bytes each).
 _CACHE_POINTS = 100_000
+#: Pixels of a swath's repeat cycle kept in memory per instrument (32 bytes each): 16 MB,
+#: a whole SWOT cycle over a 10° × 10° box at mid-latitudes (~440 000 pixels).
+_SWATH_CACHE_POINTS = 500_000
+#: Pixels whose positions are computed at once (bounds the temporaries of a block).
+_SWATH_CHUNK_PIXELS = 200_000
 #: Stretch of a repeat cycle computed at once, and longest stretch of orbit handled at once.
 _BLOCK_S = 6 * 3600
 #: Longest stretch of orbit flown per time step of a field (half on each side of the step).
@@ -114,6 +126,158 @@ MISSIONS: tuple[Mission, ...] = (
 )
 DEFAULT_MISSIONS: tuple[Mission, ...] = MISSIONS
 
+#: SWOT's science orbit (flown as a nadir altimeter by itself: SWOT also carries one).
+#: 77.6° inclination, 292 revolutions per 21-day cycle (13 + 19/21 a day, whence the 10-day
+#: subcycle and the 1.233° spacing of adjacent tracks at the equator). The real orbit makes
+#: them in 21 *nodal* days of 85 842 s (20.86455 days; nodal period 6173.62 s = 102.89 min);
+#: with this module's nodal day of 86 400 s the cycle is exactly 21 days and the nodal period
+#: 21 · 86400 / 292 = 6213.7 s = 103.56 min, 0.65 % long. No integer number of revolutions
+#: gives both an exact 21-day cycle and the true period (295 gives 102.51 min, 293 103.21
+#: min), and any other than 292 would change the pattern of the tracks, which is what an
+#: OSSE samples, so 292 is kept (the same choice as 127 revolutions in 10 days for Jason).
+#: The phase is illustrative.
+SWOT_ORBIT = Mission("SWOT nadir", 77.6, 21, 292, -61.3, "2012-10-01T02:30:00")
+
+
+@dataclass(frozen=True)
+class Swath:
+    """A wide-swath interferometric altimeter (like SWOT's KaRIn) on a mission's orbit.
+
+    Pixels lie on two swaths, from ``inner_km`` to ``outer_km`` either side of the ground
+    track (defaults: 10–60 km, a 120 km footprint with a 20 km gap at nadir), along the great
+    circle through the nadir point perpendicular to the ground track's heading over the
+    rotating Earth. Across track, each swath is cut into ``n_cross`` pixels of about
+    ``cross_spacing_km`` (their centres are :attr:`cross_track_km`); along track, each
+    ``mission.sample_interval_s`` is cut into :attr:`subsamples` equal steps so that pixels
+    are about ``along_spacing_km`` apart (:attr:`along_step_km`; 2.15 km for SWOT).
+
+    Attributes
+    ----------
+    name : instrument name.
+    mission : the orbit flown (its ``sample_interval_s`` must be whole seconds, as always).
+    inner_km, outer_km : cross-track distances of the swaths' edges from the ground track (km).
+    cross_spacing_km : target pixel size across track (km).
+    along_spacing_km : target pixel spacing along track (km).
+    """
+
+    name: str
+    mission: Mission
+    inner_km: float = 10.0
+    outer_km: float = 60.0
+    cross_spacing_km: float = 2.0
+    along_spacing_km: float = 2.0
+
+    def __post_init__(self):
+        if not isinstance(self.mission, Mission):
+            raise DataError(f"Swath {self.name!r}: mission must be a Mission, got "
+                            f"{type(self.mission).__name__}")
+        values = (self.inner_km, self.outer_km, self.cross_spacing_km, self.along_spacing_km)
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            raise DataError(f"Swath {self.name!r}: distances must be finite numbers, got "
+                            f"{values}")
+        if not 0.0 <= self.inner_km < self.outer_km <= 1000.0:
+            raise DataError(f"Swath {self.name!r}: need 0 <= inner_km < outer_km <= 1000, got "
+                            f"inner_km={self.inner_km}, outer_km={self.outer_km}")
+        if self.cross_spacing_km <= 0 or self.along_spacing_km <= 0:
+            raise DataError(f"Swath {self.name!r}: pixel spacings must be > 0, got "
+                            f"cross {self.cross_spacing_km}, along {self.along_spacing_km}")
+        if self.subsamples > 1000 or 2 * self.n_cross > 5000:
+            raise DataError(f"Swath {self.name!r}: pixel spacings "
+                            f"{self.cross_spacing_km} x {self.along_spacing_km} km are too fine")
+
+    @property
+    def ref_time(self) -> str:
+        """The orbit's reference node crossing (that of ``mission``)."""
+        return self.mission.ref_time
+
+    @property
+    def n_cross(self) -> int:
+        """Pixels across each of the two swaths."""
+        return max(1, round((self.outer_km - self.inner_km) / self.cross_spacing_km))
+
+    @property
+    def cross_track_km(self) -> np.ndarray:
+        """Signed cross-track distances of the pixel centres, increasing, ``(2 · n_cross,)``
+        (km; < 0 left and > 0 right of the direction of flight)."""
+        step = (self.outer_km - self.inner_km) / self.n_cross
+        right = self.inner_km + step * (np.arange(self.n_cross) + 0.5)
+        return np.concatenate((-right[::-1], right))
+
+    @property
+    def subsamples(self) -> int:
+        """Pixels along track per ``mission.sample_interval_s``."""
+        step_km = self.mission.ground_speed_m_s * self.mission.sample_interval_s / 1000.0
+        return max(1, round(step_km / self.along_spacing_km))
+
+    @property
+    def along_step_km(self) -> float:
+        """Mean pixel spacing along track (km; Earth rotation aside)."""
+        return (self.mission.ground_speed_m_s * self.mission.sample_interval_s / 1000.0
+                / self.subsamples)
+
+    @property
+    def pixel_area_km2(self) -> float:
+        """Area represented by one pixel (km²)."""
+        return (self.outer_km - self.inner_km) / self.n_cross * self.along_step_km
+
+    def noise_per_sample(self, noise_std: float, scale_km: float) -> float:
+        """Per-pixel noise std equivalent to ``noise_std`` for averages over
+        ``scale_km`` × ``scale_km`` squares (white noise averages down as 1/√pixels).
+
+        ``sample_swath(field, noise_std=SWOT.noise_per_sample(0.01, 10.0))`` gives 1 cm of
+        noise on 10 km × 10 km means of the swath (4.8 cm per 4.3 km² pixel).
+        """
+        if not (math.isfinite(noise_std) and noise_std >= 0 and math.isfinite(scale_km)
+                and scale_km > 0):
+            raise DataError(f"Swath {self.name!r}: noise_per_sample needs noise_std >= 0 and "
+                            f"scale_km > 0, got {noise_std}, {scale_km}")
+        return float(noise_std) * float(scale_km) / math.sqrt(self.pixel_area_km2)
+
+    def positions(self, t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pixel centres at nadir times ``t_s`` (s since ``ref_time``, shape ``(n,)``).
+
+        Returns
+        -------
+        lon, lat : ``(n, 2 · n_cross)`` degrees (lon in −180…180), columns in the order of
+            :attr:`cross_track_km`.
+        pass_number : ``(n,)`` half-revolution counter (even = ascending), as
+            :meth:`Mission.positions`.
+        """
+        m = self.mission
+        t = np.asarray(t_s, dtype=np.float64)
+        omega = 2.0 * math.pi / m.period_s
+        node_rate = -2.0 * math.pi / SECONDS_PER_DAY
+        inc = math.radians(m.inclination_deg)
+        ci, si = math.cos(inc), math.sin(inc)
+        u = omega * t
+        node = math.radians(m.node_lon_deg) + node_rate * t
+        cu, su, cn, sn = np.cos(u), np.sin(u), np.cos(node), np.sin(node)
+        # nadir unit vector (Earth-fixed): the orbit-plane point rotated to the node
+        qx, qy = cu, ci * su
+        px, py, pz = cn * qx - sn * qy, sn * qx + cn * qy, si * su
+        # its time derivative: motion in the orbit plane plus the drift of the node
+        dqx, dqy = -omega * su, omega * ci * cu
+        vx = cn * dqx - sn * dqy - node_rate * py
+        vy = sn * dqx + cn * dqy + node_rate * px
+        vz = omega * si * cu
+        # unit vector to the right of the ground track: v × p (p · v = 0)
+        rx, ry, rz = vy * pz - vz * py, vz * px - vx * pz, vx * py - vy * px
+        norm = np.sqrt(rx * rx + ry * ry + rz * rz)
+        rx, ry, rz = rx / norm, ry / norm, rz / norm
+        delta = self.cross_track_km * (1000.0 / EARTH_RADIUS_M)
+        cd, sd = np.cos(delta)[None, :], np.sin(delta)[None, :]
+        sx = px[:, None] * cd + rx[:, None] * sd
+        sy = py[:, None] * cd + ry[:, None] * sd
+        sz = pz[:, None] * cd + rz[:, None] * sd
+        lat = np.degrees(np.arcsin(np.clip(sz, -1.0, 1.0)))
+        lon = np.degrees(np.arctan2(sy, sx))
+        pass_number = np.floor((u + 0.5 * math.pi) / math.pi).astype(np.int64)
+        return lon, lat, pass_number
+
+
+#: SWOT's KaRIn: two 50 km swaths 10–60 km either side of the ground track, 2 km pixels.
+SWOT = Swath("SWOT KaRIn", SWOT_ORBIT)
+
 
 @dataclass
 class TrackPoints:
@@ -136,7 +300,8 @@ class TrackPoints:
     def __len__(self) -> int:
         return int(self.time.size)
 
-    def to_dataframe(self, missions: tuple[Mission, ...] = DEFAULT_MISSIONS) -> pd.DataFrame:
+    def to_dataframe(self, missions: tuple[Mission | Swath, ...] = DEFAULT_MISSIONS
+                     ) -> pd.DataFrame:
         """The samples as a DataFrame (columns time, lon, lat, mission, pass_number)."""
         names = np.array([m.name for m in missions], dtype=object)
         return pd.DataFrame({
@@ -238,6 +403,63 @@ class _Orbit:
         return tuple(np.concatenate(x) for x in zip(*parts))
 
 
+class _SwathOrbit(_Orbit):
+    """In-box pixels of one swath instrument over its repeat cycle, block by block.
+
+    The nadir samples (whole seconds) whose ground point lies within the swath's reach of
+    the box are found by a nadir :class:`_Orbit` on the box widened by that reach; each is
+    cut into ``swath.subsamples`` nadir times, and the pixels of those times falling in the
+    box are kept, in time order then cross-track order. Blocks, cache and windows are those
+    of :class:`_Orbit` (a pixel carries the time of its nadir point).
+    """
+
+    def __init__(self, swath: Swath, lon_range: tuple[float, float],
+                 lat_range: tuple[float, float], cache_points: int = _SWATH_CACHE_POINTS):
+        super().__init__(swath.mission, lon_range, lat_range, cache_points)
+        self.swath = swath
+        # a pixel in the box has its nadir point within outer_km of the box, and that nadir
+        # time's whole-second sample within one more sample step (Earth rotation included)
+        step_m = (swath.mission.ground_speed_m_s + 470.0) * self.step
+        reach = (swath.outer_km * 1000.0 + step_m) * 1.02 / EARTH_RADIUS_M + 1e-4
+        m_lat = math.degrees(reach)
+        phi = math.radians(min(89.9, max(abs(self.south - m_lat), abs(self.north + m_lat))))
+        ratio = math.sin(reach) / math.cos(phi)
+        m_lon = 180.0 if ratio >= 1.0 else math.degrees(math.asin(ratio))
+        self.nadir = _Orbit(swath.mission, (self.west - m_lon, self.west + self.width + m_lon),
+                            (self.south - m_lat, self.north + m_lat), cache_points=0)
+
+    def _compute_block(self, j: int) -> tuple[np.ndarray, ...]:
+        """In-box pixels with nadir cycle phase in block ``j``: (t_s, lon, lat, pass_number)."""
+        t1hz = self.nadir._compute_block(j)[0]
+        n_sub = self.swath.subsamples
+        # sub-steps in whole microseconds, so that sample times repeat exactly every cycle
+        sub = np.round(1e6 * self.step * np.arange(n_sub) / n_sub) / 1e6
+        parts = []
+        per = max(1, _SWATH_CHUNK_PIXELS // (n_sub * 2 * self.swath.n_cross))
+        for c in range(0, t1hz.size, per):  # bounded temporaries whatever the box
+            t = (t1hz[c:c + per, None] + sub[None, :]).ravel()
+            lon, lat, pas = self.swath.positions(t)
+            inside, lon = _in_lon(lon, self.west, self.width)
+            inside &= (lat >= self.south) & (lat < self.north)
+            if inside.any():
+                rows = np.nonzero(inside)[0]
+                parts.append((t[rows], lon[inside], lat[inside], pas[rows]))
+        if not parts:
+            empty = np.empty(0)
+            return empty, empty, empty, np.empty(0, dtype=np.int64)
+        return tuple(np.concatenate(x) for x in zip(*parts))
+
+
+def _orbit_for(instrument: Mission | Swath, lon_range: tuple[float, float],
+               lat_range: tuple[float, float]) -> _Orbit:
+    """The in-box sampler of a nadir :class:`Mission` or a wide :class:`Swath`."""
+    if isinstance(instrument, Swath):
+        return _SwathOrbit(instrument, lon_range, lat_range)
+    if isinstance(instrument, Mission):
+        return _Orbit(instrument, lon_range, lat_range)
+    raise DataError(f"expected Mission or Swath instruments, got {type(instrument).__name__}")
+
+
 def _empty_points() -> TrackPoints:
     return TrackPoints(np.empty(0, "datetime64[ns]"), np.empty(0), np.empty(0),
                        np.empty(0, np.int64), np.empty(0, np.int64))
@@ -252,7 +474,7 @@ def _check_box(lon_range, lat_range) -> tuple[tuple[float, float], tuple[float, 
     return (west, east), (south, north)
 
 
-def _refs(missions: tuple[Mission, ...]) -> list[np.datetime64]:
+def _refs(missions: tuple[Mission | Swath, ...]) -> list[np.datetime64]:
     return [np.datetime64(pd.Timestamp(m.ref_time).to_datetime64(), "ns") for m in missions]
 
 
@@ -269,7 +491,10 @@ def _points_in(orbits: list[_Orbit], refs: list[np.datetime64], t0: np.datetime6
         t, lon, lat, pas = orbit.window(a, b)
         if t.size == 0:
             continue
-        parts.append((ref + (t * 1e9).round().astype("timedelta64[ns]"), lon, lat,
+        # whole microseconds: exact for the whole-second nadir samples and the swaths'
+        # whole-microsecond sub-steps, whatever the float error of shifting by cycles
+        us = (t * 1e6).round().astype(np.int64).astype("timedelta64[us]")
+        parts.append((ref + us.astype("timedelta64[ns]"), lon, lat,
                       np.full(t.size, k, dtype=np.int64), pas))
     if not parts:
         return _empty_points()
@@ -283,7 +508,7 @@ def track_points(
     lat_range: tuple[float, float],
     start: np.datetime64 | str | pd.Timestamp,
     end: np.datetime64 | str | pd.Timestamp,
-    missions: tuple[Mission, ...] = DEFAULT_MISSIONS,
+    missions: tuple[Mission | Swath, ...] = DEFAULT_MISSIONS,
 ) -> TrackPoints:
     """Along-track sample positions inside a lon/lat box during ``[start, end)``.
 
@@ -295,7 +520,9 @@ def track_points(
     start, end : time window (end excluded). The cost grows with its length (1 Hz
         samples): for long records sample one window per time step, as
         :func:`sample_along_tracks` does.
-    missions : the altimeters to fly.
+    missions : the altimeters to fly: nadir :class:`Mission` s and/or wide
+        :class:`Swath` s (one point per swath pixel, ~2 km apart, with the time and pass
+        number of its nadir point).
 
     Returns
     -------
@@ -304,7 +531,7 @@ def track_points(
     box_lon, box_lat = _check_box(lon_range, lat_range)
     t0 = np.datetime64(pd.Timestamp(start).to_datetime64(), "ns")
     t1 = np.datetime64(pd.Timestamp(end).to_datetime64(), "ns")
-    orbits = [_Orbit(m, box_lon, box_lat) for m in missions]
+    orbits = [_orbit_for(m, box_lon, box_lat) for m in missions]
     return _points_in(orbits, _refs(missions), t0, t1)
 
 
@@ -316,28 +543,28 @@ def _edges(centres: np.ndarray) -> np.ndarray:
                            [centres[-1] + (centres[-1] - mid[-1])]))
 
 
-def _check_field(field: xr.DataArray) -> xr.DataArray:
+def _check_field(field: xr.DataArray, who: str = "sample_along_tracks") -> xr.DataArray:
     if not isinstance(field, xr.DataArray):
-        raise DataError(f"sample_along_tracks: expected an xarray.DataArray, got "
+        raise DataError(f"{who}: expected an xarray.DataArray, got "
                         f"{type(field).__name__}")
     missing = {"time", "lat", "lon"} - set(field.dims)
     if missing or field.ndim != 3:
-        raise DataError(f"sample_along_tracks: field {field.name!r} has dims {field.dims}; "
+        raise DataError(f"{who}: field {field.name!r} has dims {field.dims}; "
                         "expected (time, lat, lon)")
     field = field.transpose("time", "lat", "lon")
     for dim in ("lat", "lon"):
         c = np.asarray(field[dim].values, dtype=np.float64)
         if c.size < 2:
-            raise DataError(f"sample_along_tracks: field {field.name!r} needs at least 2 "
+            raise DataError(f"{who}: field {field.name!r} needs at least 2 "
                             f"points along {dim}, has {c.size}")
         if not np.all(np.diff(c) > 0):
-            raise DataError(f"sample_along_tracks: {dim} of field {field.name!r} must be "
+            raise DataError(f"{who}: {dim} of field {field.name!r} must be "
                             "strictly increasing (canonical form)")
     if not np.issubdtype(field["time"].dtype, np.datetime64):
-        raise DataError(f"sample_along_tracks: time of field {field.name!r} must be "
+        raise DataError(f"{who}: time of field {field.name!r} must be "
                         f"datetime64, got {field['time'].dtype}")
     if field.sizes["time"] > 1 and not np.all(np.diff(field["time"].values) > np.timedelta64(0)):
-        raise DataError(f"sample_along_tracks: time of field {field.name!r} must increase")
+        raise DataError(f"{who}: time of field {field.name!r} must increase")
     return field
 
 
@@ -373,7 +600,7 @@ def _step_windows(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _iter_samples(field: xr.DataArray, noise_std: float, seed: int,
-                  missions: tuple[Mission, ...]):
+                  missions: tuple[Mission | Swath, ...]):
     """Samples of each time step ``k``, in time order, a few hours of orbit at a time:
     ``(k, points, truth, value, lat_index, lon_index)`` (several tuples per step).
 
@@ -386,7 +613,7 @@ def _iter_samples(field: xr.DataArray, noise_std: float, seed: int,
     lon = np.asarray(field["lon"].values, dtype=np.float64)
     lat_e, lon_e = _edges(lat), _edges(lon)
     box_lon, box_lat = (lon_e[0], lon_e[-1]), (lat_e[0], lat_e[-1])
-    orbits = [_Orbit(m, box_lon, box_lat) for m in missions]
+    orbits = [_orbit_for(m, box_lon, box_lat) for m in missions]
     refs = _refs(missions)
     w0, w1 = _step_windows(field["time"].values)
     rng = np.random.default_rng(seed)
@@ -429,7 +656,7 @@ def along_track_samples(
     field: xr.DataArray,
     noise_std: float = 0.02,
     seed: int = 0,
-    missions: tuple[Mission, ...] = DEFAULT_MISSIONS,
+    missions: tuple[Mission | Swath, ...] = DEFAULT_MISSIONS,
 ) -> pd.DataFrame:
     """Sample a gridded field along the missions' ground tracks (un-binned).
 
@@ -444,7 +671,8 @@ def along_track_samples(
     noise_std : standard deviation of the Gaussian noise added to each sample, in the
         field's units.
     seed : seed of ``numpy.random.default_rng`` for the noise.
-    missions : the altimeters to fly.
+    missions : the altimeters to fly: :class:`Mission` s and/or :class:`Swath` s (one row
+        per swath pixel).
 
     Returns
     -------
@@ -471,38 +699,10 @@ def along_track_samples(
                          for c, x in cols.items()})
 
 
-def sample_along_tracks(
-    field: xr.DataArray,
-    noise_std: float = 0.02,
-    seed: int = 0,
-    missions: tuple[Mission, ...] = DEFAULT_MISSIONS,
-) -> xr.DataArray:
-    """Simulated nadir altimetry of ``field``, binned to its grid by time step.
-
-    Each time step is observed by one day of orbit centred on its time (its whole bin when
-    steps are shorter than a day): a daily field sees every sample of the record once, a
-    monthly or yearly field one representative day per step, so the cost grows with the
-    number of steps, never with the span of the record. Each along-track sample (1 Hz,
-    6–7 km apart) takes the bilinear interpolation of the field at its time step plus
-    Gaussian noise, is dropped where the interpolation touches land (NaN), and the samples
-    falling in each grid cell during each time step are averaged.
-
-    Parameters
-    ----------
-    field : DataArray ``(time, lat, lon)`` in canonical form (lat and lon increasing,
-        datetime64 time, NaN on land); any box, grid spacing and time step.
-    noise_std : noise standard deviation per sample, in the field's units (default 2 cm
-        for SSH in metres).
-    seed : seed of ``numpy.random.default_rng`` for the noise.
-    missions : the altimeters to fly (default: the four of the 2020a data challenge).
-
-    Returns
-    -------
-    DataArray with ``field``'s shape and coordinates, float32, NaN where nothing was
-    observed during that time step; attributes ``units`` (copied), ``long_name``,
-    ``description``, ``missions``, ``noise_std``, ``seed``.
-    """
-    field = _check_field(field)
+def _binned(field: xr.DataArray, noise_std: float, seed: int,
+            missions: tuple[Mission | Swath, ...]) -> np.ndarray:
+    """Mean of the samples in each grid cell and time step, ``(time, lat, lon)`` float32,
+    NaN where none."""
     nt, ny, nx = field.shape
     out = np.full((nt, ny, nx), np.nan, dtype=np.float32)
 
@@ -522,25 +722,20 @@ def sample_along_tracks(
         values.append(value)
     if flat:
         bin_step(current, flat, values)
-    names = ", ".join(m.name for m in missions)
+    return out
+
+
+def _step_words(field: xr.DataArray) -> tuple[str, str]:
+    """("day" or "time step", note on the orbit flown per step) for the attributes."""
+    nt = field.sizes["time"]
     times = field["time"].values
     daily = nt < 2 or np.all(np.diff(times) == np.timedelta64(1, "D"))
-    step = "day" if daily else "time step"
     longer = nt > 1 and np.any(np.diff(times) > _WINDOW)
-    flown = (" (one day of orbit centred on each time step)" if longer else "")
-    attrs = {
-        "long_name": f"along-track altimetry, binned to the grid by {step}",
-        "description": (
-            f"{field.name or 'field'} sampled along simulated nadir altimeter ground tracks "
-            f"({names}) at 1 Hz (6-7 km apart){flown}, bilinear interpolation at the nearest "
-            f"time step, Gaussian noise of std {noise_std:g} {field.attrs.get('units', '')} per "
-            f"sample (seed {seed}), samples touching land dropped, mean of the samples in "
-            f"each grid cell and {step}; NaN where nothing was observed"
-        ).replace("  ", " "),
-        "missions": names,
-        "noise_std": float(noise_std),
-        "seed": int(seed),
-    }
+    return ("day" if daily else "time step",
+            " (one day of orbit centred on each time step)" if longer else "")
+
+
+def _obs_array(field: xr.DataArray, out: np.ndarray, attrs: dict) -> xr.DataArray:
     for key in ("units", "standard_name"):
         if key in field.attrs:
             attrs[key] = field.attrs[key]
@@ -551,3 +746,201 @@ def sample_along_tracks(
         name=f"{field.name}_obs" if field.name else "obs",
         attrs=attrs,
     )
+
+
+def _instrument_text(m: Mission | Swath) -> str:
+    if isinstance(m, Swath):
+        return (f"{m.name}: swaths {m.inner_km:g}-{m.outer_km:g} km either side of the "
+                f"ground track, {(m.outer_km - m.inner_km) / m.n_cross:.3g} km x "
+                f"{m.along_step_km:.3g} km pixels, {m.mission.inclination_deg:g} deg orbit "
+                f"repeating every {m.mission.repeat_days} days ({m.mission.revs_per_cycle} "
+                "revolutions)")
+    return f"{m.name}: nadir, {m.sample_interval_s:g} s between samples"
+
+
+def sample_along_tracks(
+    field: xr.DataArray,
+    noise_std: float = 0.02,
+    seed: int = 0,
+    missions: tuple[Mission | Swath, ...] = DEFAULT_MISSIONS,
+) -> xr.DataArray:
+    """Simulated nadir altimetry of ``field``, binned to its grid by time step.
+
+    Each time step is observed by one day of orbit centred on its time (its whole bin when
+    steps are shorter than a day): a daily field sees every sample of the record once, a
+    monthly or yearly field one representative day per step, so the cost grows with the
+    number of steps, never with the span of the record. Each along-track sample (1 Hz,
+    6–7 km apart) takes the bilinear interpolation of the field at its time step plus
+    Gaussian noise, is dropped where the interpolation touches land (NaN), and the samples
+    falling in each grid cell during each time step are averaged.
+
+    Parameters
+    ----------
+    field : DataArray ``(time, lat, lon)`` in canonical form (lat and lon increasing,
+        datetime64 time, NaN on land); any box, grid spacing and time step.
+    noise_std : noise standard deviation per sample, in the field's units (default 2 cm
+        for SSH in metres).
+    seed : seed of ``numpy.random.default_rng`` for the noise.
+    missions : the altimeters to fly (default: the four of the 2020a data challenge);
+        :class:`Swath` instruments may be mixed in (each pixel is a sample, with the same
+        ``noise_std``; see :func:`sample_swath`).
+
+    Returns
+    -------
+    DataArray with ``field``'s shape and coordinates, float32, NaN where nothing was
+    observed during that time step; attributes ``units`` (copied), ``long_name``,
+    ``description``, ``missions``, ``noise_std``, ``seed``.
+    """
+    field = _check_field(field)
+    out = _binned(field, noise_std, seed, missions)
+    names = ", ".join(m.name for m in missions)
+    step, flown = _step_words(field)
+    if all(isinstance(m, Mission) for m in missions):
+        where = (f"along simulated nadir altimeter ground tracks ({names}) at 1 Hz "
+                 f"(6-7 km apart){flown}")
+    else:
+        where = (f"by simulated altimeters ({'; '.join(map(_instrument_text, missions))})"
+                 f"{flown}")
+    attrs = {
+        "long_name": f"along-track altimetry, binned to the grid by {step}",
+        "description": (
+            f"{field.name or 'field'} sampled {where}, bilinear interpolation at the nearest "
+            f"time step, Gaussian noise of std {noise_std:g} {field.attrs.get('units', '')} per "
+            f"sample (seed {seed}), samples touching land dropped, mean of the samples in "
+            f"each grid cell and {step}; NaN where nothing was observed"
+        ).replace("  ", " "),
+        "missions": names,
+        "noise_std": float(noise_std),
+        "seed": int(seed),
+    }
+    return _obs_array(field, out, attrs)
+
+
+def sample_swath(
+    field: xr.DataArray,
+    noise_std: float = 0.02,
+    seed: int = 0,
+    swath: Swath = SWOT,
+) -> xr.DataArray:
+    """Simulated wide-swath altimetry (SWOT-like) of ``field``, binned to its grid by time
+    step.
+
+    As :func:`sample_along_tracks`, with the pixels of ``swath`` (default :data:`SWOT`: two
+    50 km swaths 10–60 km either side of the 77.6°, 21-day-repeat ground track, pixels
+    2 km across × 2.15 km along track) as samples: each time step is observed by one day
+    of orbit centred on its time, each pixel takes the bilinear interpolation of the field
+    at its time step plus Gaussian noise, pixels touching land are dropped, and the pixels
+    in each grid cell during each time step are averaged. The swath pattern repeats exactly
+    every ``swath.mission.repeat_days`` days. A year of the 0.1° OSSE (100 × 100 cells,
+    365 days, ~21 000 pixels a day) takes about a second.
+
+    Parameters
+    ----------
+    field : DataArray ``(time, lat, lon)`` in canonical form (lat and lon increasing,
+        datetime64 time, NaN on land); any box, grid spacing and time step.
+    noise_std : standard deviation of the white noise of each **pixel** (about
+        ``swath.pixel_area_km2`` = 4.3 km² for SWOT), in the field's units. A cell mean of
+        ``n`` pixels has noise ``noise_std / √n`` (a 0.1° cell at 38° N holds ~22 pixels of
+        one pass, so 2 cm per pixel is ~0.4 cm per cell). To prescribe the noise of an
+        average over ``L`` km × ``L`` km instead, pass
+        ``swath.noise_per_sample(std_at_L, L)``. Spatially correlated errors (roll, phase,
+        timing) are not simulated.
+    seed : seed of ``numpy.random.default_rng`` for the noise (drawn pixel after pixel in
+        time order, so a seed always gives the same observations).
+    swath : the instrument (:class:`Swath`).
+
+    Returns
+    -------
+    DataArray with ``field``'s shape and coordinates, float32, NaN where nothing was
+    observed during that time step; attributes ``units`` (copied), ``long_name``,
+    ``description``, ``missions`` (the instrument's name), ``noise_std``, ``seed``,
+    ``swath_inner_km``, ``swath_outer_km``, ``pixel_cross_km``, ``pixel_along_km``.
+    """
+    if not isinstance(swath, Swath):
+        raise DataError(f"sample_swath: swath must be a Swath, got {type(swath).__name__} "
+                        "(nadir missions go to sample_along_tracks)")
+    if not (isinstance(noise_std, (int, float, np.floating, np.integer))
+            and math.isfinite(noise_std) and noise_std >= 0):
+        raise DataError(f"sample_swath: noise_std must be a finite number >= 0, got "
+                        f"{noise_std!r}")
+    field = _check_field(field, "sample_swath")
+    out = _binned(field, float(noise_std), seed, (swath,))
+    step, flown = _step_words(field)
+    cross = (swath.outer_km - swath.inner_km) / swath.n_cross
+    attrs = {
+        "long_name": f"wide-swath altimetry, binned to the grid by {step}",
+        "description": (
+            f"{field.name or 'field'} sampled by a simulated wide-swath altimeter "
+            f"({_instrument_text(swath)}){flown}, bilinear interpolation at the nearest time "
+            f"step, Gaussian noise of std {noise_std:g} {field.attrs.get('units', '')} per "
+            f"pixel (seed {seed}), pixels touching land dropped, mean of the pixels in each "
+            f"grid cell and {step}; NaN where nothing was observed"
+        ).replace("  ", " "),
+        "missions": swath.name,
+        "noise_std": float(noise_std),
+        "seed": int(seed),
+        "swath_inner_km": float(swath.inner_km),
+        "swath_outer_km": float(swath.outer_km),
+        "pixel_cross_km": float(cross),
+        "pixel_along_km": float(swath.along_step_km),
+    }
+    return _obs_array(field, out, attrs)
+
+
+def merge_observations(*obs: xr.DataArray) -> xr.DataArray:
+    """Combine observations of the same grid (e.g. nadir and swath) into one.
+
+    In each cell and time step the observations that have a value there are averaged with
+    equal weights (one per input, whatever the number of samples behind each); NaN where
+    none has a value.
+
+    Parameters
+    ----------
+    *obs : DataArrays with the same dims and coordinates (as returned by
+        :func:`sample_along_tracks` and :func:`sample_swath` for one field); a single list
+        or tuple of them is accepted too.
+
+    Returns
+    -------
+    DataArray float32 on the same grid, named as the first; attributes ``long_name``,
+    ``description`` (those of the inputs), ``missions`` (all of them), ``units`` where the
+    inputs agree.
+    """
+    if len(obs) == 1 and isinstance(obs[0], (list, tuple)):
+        obs = tuple(obs[0])
+    if not obs:
+        raise DataError("merge_observations: no observations given")
+    for i, o in enumerate(obs):
+        if not isinstance(o, xr.DataArray):
+            raise DataError(f"merge_observations: observation {i} is a {type(o).__name__}, "
+                            "expected an xarray.DataArray")
+        if set(o.dims) != set(obs[0].dims):
+            raise DataError(f"merge_observations: observation {i} ({o.name!r}) has dims "
+                            f"{o.dims}, the first has {obs[0].dims}")
+    first = obs[0]
+    obs = tuple(o.transpose(*first.dims) for o in obs)
+    for i, o in enumerate(obs[1:], start=1):
+        for dim in first.dims:
+            if not np.array_equal(np.asarray(o[dim].values), np.asarray(first[dim].values)):
+                raise DataError(f"merge_observations: observation {i} ({o.name!r}) is not on "
+                                f"the grid of the first: its {dim} coordinates differ")
+    total = np.zeros(first.shape, dtype=np.float64)
+    count = np.zeros(first.shape, dtype=np.int32)
+    for o in obs:
+        v = np.asarray(o.values, dtype=np.float64)
+        ok = np.isfinite(v)
+        total[ok] += v[ok]
+        count += ok
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(count > 0, total / count, np.nan).astype(np.float32)
+    units = {o.attrs.get("units") for o in obs}
+    missions = [o.attrs.get("missions") or str(o.name) for o in obs]
+    attrs = {
+        "long_name": "merged observations (equal-weight mean where several observe a cell)",
+        "description": " | ".join(str(o.attrs.get("description", o.name)) for o in obs),
+        "missions": ", ".join(missions),
+    }
+    if len(units) == 1 and None not in units:
+        attrs["units"] = units.pop()
+    return xr.DataArray(out, dims=first.dims, coords={d: first[d] for d in first.dims},
+                        name=first.name, attrs=attrs)
