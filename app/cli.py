@@ -1,4 +1,4 @@
-"""The command line: ``python -m app {generate,inspect,train,config,runs,dashboard}``.
+"""The command line: ``python -m app {generate,inspect,train,tune,config,runs,dashboard}``.
 
 Every command builds the same objects as the dashboard (an :class:`ExperimentConfig`, the
 run store) and calls ``backend``.
@@ -33,7 +33,7 @@ from pathlib import Path
 
 from oceanlab_errors import ConfigError, DataError, OceanLabError, RunError
 
-COMMANDS = ("generate", "inspect", "train", "config", "runs", "dashboard")
+COMMANDS = ("generate", "inspect", "train", "tune", "config", "runs", "dashboard")
 #: ``train``/``config`` flags that are shortcuts for a config field.
 FLAG_FIELDS = (("data", "data.path"), ("var", "data.var"), ("obs", "data.obs"),
                ("epochs", "train.epochs"), ("seed", "train.seed"), ("device", "train.device"))
@@ -284,6 +284,57 @@ def _cmd_train(args) -> int:
     return 2 if info.get("error_kind") == "input" else 1
 
 
+def _cmd_tune(args) -> int:
+    """Search the model's parameters on the validation period (Optuna), then run the best
+    as an ordinary run with its study in ``tuning.json``/``tuning.csv`` (see
+    :mod:`backend.tuning`). Output and exit codes as ``train``."""
+    from backend import paths
+    from backend.store import RunStore
+    from backend.tuning import check_search_space, metric_direction, tune
+
+    # Everything that can be refused is checked before any trial runs.
+    config = _config_from_args(args)
+    metric_direction(args.metric)
+    check_search_space(config)
+    if config.data.path:
+        _check_data_file(config.data.path)
+    elif not paths.builtin_dataset_path().exists():
+        _writable_dir(paths.datasets_dir(), "datasets folder", DataError)
+    root = _writable_dir(paths.runs_dir(args.runs_dir), "--runs-dir" if args.runs_dir else "runs folder")
+    result = tune(config, RunStore(root), n_trials=args.trials, metric=args.metric,
+                  timeout=args.timeout)
+    run = result.run
+    info = run.info()
+    metrics = run.metrics()
+    if args.json:
+        print(json.dumps({"run_id": run.id, "status": info["status"], "metrics": metrics,
+                          "best_params": result.best_params, "best_value": result.best_value,
+                          "metric": result.metric, "direction": result.direction,
+                          "n_trials": result.n_trials, "n_failed": result.n_failed,
+                          "error": info.get("error")}, default=str))
+    else:
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in result.best_params.items())
+        print(f"tuned {config.model.name}: {result.n_trials} trials ({result.n_failed} failed), "
+              f"best validation {result.metric} = {result.best_value:.4g} with {params}")
+        print(f"run {run.id}: {info['status']}  ({run.path})")
+        for k, v in metrics.items():
+            if not isinstance(v, dict):
+                print(f"  {k:>16}: {v if v is None else f'{v:.4g}'}")
+        for k, why in (metrics.get("notes") or {}).items():
+            print(f"  {k:>16}: null ({why})")
+    if info.get("error"):
+        if info.get("error_kind") == "internal":
+            _say(f"internal error: {info['error']} (details in {run.path / 'run.json'})")
+        else:
+            _say(f"error: {info['error']}")
+    if info["status"] == "done":
+        return 0
+    if info["status"] == "cancelled":  # stopped by a signal: the shell's 128 + signal number
+        return 128 + (signal.SIGTERM if "SIGTERM" in str(info.get("error")) else signal.SIGINT)
+    return 2 if info.get("error_kind") == "input" else 1
+
+
 def _cmd_runs(args) -> int:
     from backend import paths
     from backend.store import RunStore
@@ -388,6 +439,27 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train/fit a model, predict the test period, score, save the run")
     experiment_flags(t, True)
     t.set_defaults(func=_cmd_train)
+
+    def seconds(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
+        if not (value > 0 and value != float("inf")):
+            raise argparse.ArgumentTypeError(f"must be a number of seconds > 0 (got {text!r})")
+        return value
+
+    tu = sub.add_parser("tune", help="search a model's parameters on the validation period "
+                                     "(Optuna), then run the best like train")
+    experiment_flags(tu, True)
+    tu.add_argument("--trials", type=_positive_int, default=30,
+                    help="number of trials (default 30)")
+    tu.add_argument("--metric", type=_nonempty, default="rmse",
+                    help="validation score to optimise (default rmse; lower-is-better scores are "
+                         "minimised, higher-is-better ones such as mu maximised)")
+    tu.add_argument("--timeout", type=seconds, default=None,
+                    help="start no trial after this many seconds (the best so far is run)")
+    tu.set_defaults(func=_cmd_tune)
 
     c = sub.add_parser("config", help="print the default config of a task and model as YAML")
     experiment_flags(c, False)

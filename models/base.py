@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 import torch
@@ -29,6 +29,22 @@ class ModelParams(BaseModel):
 
     #: The registry name; subclasses narrow it to ``Literal["their-name"]``.
     name: str = ""
+
+    @classmethod
+    def search_space(cls, trial: Any) -> dict[str, Any]:
+        """The parameters ``python -m app tune`` searches: ``{field: value}`` drawn from
+        ``trial`` (an :class:`optuna.trial.Trial`, e.g. ``trial.suggest_float("noise", 0.01,
+        0.2, log=True)``); the values replace those fields of the model section and are
+        validated like any config. Fields not returned keep the config's values.
+
+        The default declares no space: ConfigError (models are not tunable unless their
+        Params override this).
+        """
+        from oceanlab_errors import ConfigError
+
+        name = cls.model_fields["name"].default or cls.__name__
+        raise ConfigError(f"model {name!r} declares no search space for tuning "
+                          f"({cls.__name__}.search_space is not defined)")
 
 
 class Mapper(ABC):
