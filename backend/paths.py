@@ -38,10 +38,28 @@ def builtin_dataset_path(seed: int = 0) -> Path:
     return datasets_dir() / BUILTIN_NAME.format(seed=seed)
 
 
+def builtin_is_current(path: Path) -> bool:
+    """Whether the built-in OSSE file at ``path`` exists and was made by the current recipe
+    (its ``oceanlab_osse_version`` attribute; a file from an older OceanLab is outdated)."""
+    if not path.is_file():
+        return False
+    from data.osse import OSSE_VERSION
+
+    try:
+        import netCDF4
+
+        with netCDF4.Dataset(path) as nc:
+            version = int(getattr(nc, "oceanlab_osse_version", 1))
+    except (OSError, ValueError, TypeError):
+        return False
+    return version >= OSSE_VERSION
+
+
 def ensure_builtin_dataset(seed: int = 0) -> Path:
-    """Path of the built-in OSSE file, generating it first if it is missing."""
+    """Path of the built-in OSSE file, generating it first if it is missing or was made by
+    an older recipe (then it is replaced atomically)."""
     path = builtin_dataset_path(seed)
-    if not path.exists():
+    if not builtin_is_current(path):
         from data.osse import generate_osse
 
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ The model integrates potential-vorticity conservation on a doubly periodic squar
 
     ∂q/∂t + J(ψ, q) + β ∂ψ/∂x = F − r q,      q = ∇²ψ − ψ / Ld²,      ψ = g η / f0,
 
-pseudo-spectrally with torch (float64) on whatever ``torch.device`` it is given.
+pseudo-spectrally with torch (float32 by default, or float64) on whatever ``torch.device`` it is given.
 
 * **Forcing** ``F``: Gaussian red noise (an Ornstein–Uhlenbeck process of memory
   ``forcing_tau``, 4 days) confined to a ring of wavenumbers around
@@ -77,23 +77,46 @@ class QGParams:
         the non-dimensional wavenumber ``|k| Δx`` scaled so that ``κ = π`` at the 2/3-rule
         truncation.
     spinup_days : days integrated (and discarded) before the first saved snapshot.
+    jet_drop : SSH drop (m) across the forced jet (0: no jet, eddies only). The model is
+        forced towards a pair of opposite zonal jets, the eastward one at ``y = length / 4``
+        and its westward return at ``3 length / 4`` (the domain is periodic), with the SSH
+        profile ``η̄(y) = jet_drop · S(y)``, ``S = ½ [−tanh((y − y₁)/W) + tanh((y − y₂)/W)
+        + 1]`` (high to the south of the eastward jet, as across the Gulf Stream). The
+        forcing is ``drag · q̄`` with ``q̄`` the jet's potential vorticity: without eddies
+        the jet is the steady state; eddies make it meander and shed rings, and their fluxes
+        weaken it (the time-mean drop is below ``jet_drop``).
+    jet_width : ``W`` (m), the tanh width of the jet profile.
+    precision : "float32" (default: four times faster FFTs on a CPU; the flow is chaotic
+        and forced, so rounding changes which eddies form, not their statistics) or
+        "float64" (the state and operators; the forcing is drawn in float64 either way).
+    sst_mean, sst_drop, sst_tau : the sea-surface-temperature tracer (°C): advected by the
+        geostrophic flow, relaxed at rate ``1 / sst_tau`` (s) towards ``sst_mean +
+        sst_drop · S(y)`` (warm to the south of the eastward jet), small scales removed by
+        the same spectral filter as the PV. Integrated only when asked for (``run_qg(...,
+        sst=True)``); it does not act on the flow.
     """
 
     f0: float = 9e-5
     beta: float = 1.7e-11
     Ld: float = 35e3
     g: float = 9.81
-    length: float = 1.2e6
-    n: int = 128
-    dt: float = 5400.0
+    length: float = 1.6e6
+    n: int = 192
+    dt: float = 3600.0
     drag: float = 1.0 / (40.0 * SECONDS_PER_DAY)
-    forcing_wavelength: float = 200e3
+    jet_drop: float = 1.1
+    jet_width: float = 50e3
+    forcing_wavelength: float = 100e3
     forcing_width: float = 1.5
-    forcing_epsilon: float = 1.2e-7
+    forcing_epsilon: float = 4e-7
     forcing_tau: float = 4.0 * SECONDS_PER_DAY
     filter_factor: float = 23.6
     filter_cutoff: float = 0.65 * math.pi
     spinup_days: int = 90
+    sst_mean: float = 20.0
+    sst_drop: float = 8.0
+    sst_tau: float = 30.0 * SECONDS_PER_DAY
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         if self.dt <= 0 or abs(SECONDS_PER_DAY / self.dt - round(SECONDS_PER_DAY / self.dt)) > 1e-9:
@@ -107,6 +130,10 @@ class QGParams:
             raise ConfigError("QGParams: drag, forcing_epsilon and spinup_days must be >= 0")
         if self.forcing_tau < self.dt:
             raise ConfigError(f"QGParams.forcing_tau={self.forcing_tau}: must be >= dt")
+        if self.precision not in ("float32", "float64"):
+            raise ConfigError(f"QGParams.precision={self.precision!r}: use 'float32' or 'float64'")
+        if self.jet_drop < 0 or self.jet_width <= 0 or self.sst_tau <= 0:
+            raise ConfigError("QGParams: jet_drop must be >= 0, jet_width and sst_tau > 0")
 
     @property
     def dx(self) -> float:
@@ -117,6 +144,17 @@ class QGParams:
     def steps_per_day(self) -> int:
         """Number of time steps in one day."""
         return int(round(SECONDS_PER_DAY / self.dt))
+
+    @property
+    def jet_latitudes(self) -> tuple[float, float]:
+        """``y`` (m) of the eastward jet and of its westward return."""
+        return self.length / 4.0, 3.0 * self.length / 4.0
+
+    def jet_shape(self, y: np.ndarray) -> np.ndarray:
+        """``S(y)`` in [−½, ½]: the jet's SSH profile per metre of ``jet_drop``."""
+        y1, y2 = self.jet_latitudes
+        w = self.jet_width
+        return 0.5 * (-np.tanh((y - y1) / w) + np.tanh((y - y2) / w) + 1.0)
 
     def to_dict(self) -> dict[str, float | int]:
         """The parameters as a plain dict (for NetCDF attributes and run metadata)."""
@@ -155,7 +193,7 @@ class QGModel:
     """Pseudo-spectral 1.5-layer QG model on a doubly periodic square.
 
     The state is the real-FFT ``qh = rfft2(q)`` of potential vorticity, shape
-    ``(n, n // 2 + 1)`` complex128, axes ``(y, x)``.
+    ``(n, n // 2 + 1)`` complex64 (complex128 with ``precision="float64"``), axes ``(y, x)``.
 
     Parameters
     ----------
@@ -165,7 +203,7 @@ class QGModel:
     """
 
     def __init__(self, params: QGParams = QGParams(), device: str | torch.device = "cpu",
-                 seed: int = 0):
+                 seed: int = 0, sst: bool = False):
         self.params = p = params
         self.device = dev = resolve_device(device)
         n = p.n
@@ -211,10 +249,32 @@ class QGModel:
         self._div = torch.stack((self.ikx, self.iky)) * self.dealias
         self._linear = -p.beta * self.ikx * self.inv_op - p.drag
         self.generator = torch.Generator(device="cpu").manual_seed(int(seed))
-        self.qh = torch.zeros((n, n // 2 + 1), dtype=torch.complex128, device=dev)
+        # the forced jet: its PV q̄ (spectral) is both the initial state and, times the drag,
+        # a steady forcing, so that without eddies the jet is the steady solution
+        y = np.arange(n, dtype=np.float64) * p.dx
+        shape = np.broadcast_to(p.jet_shape(y)[:, None], (n, n))
+        psi_jet = torch.fft.rfft2(torch.as_tensor(shape * p.jet_drop * p.g / p.f0))
+        self.jet_qh = (psi_jet / (-1.0 / (K2 + p.Ld**-2))).to(dev)
+        self._jet_forcing = p.drag * self.jet_qh
+        self.qh = self.jet_qh.clone()
         #: current forcing F̂ (s⁻²), drawn from its stationary distribution
         self.forcing = self._noise(1)[0] * self._forcing_std
         self.steps = 0
+        #: spectral SST (°C) when the tracer is integrated, else None
+        self.th: torch.Tensor | None = None
+        if sst:
+            t_star = torch.fft.rfft2(torch.as_tensor(p.sst_mean + p.sst_drop * shape))
+            self._sst_relax = (t_star / p.sst_tau).to(dev)
+            self.th = t_star.to(dev).clone()
+        if p.precision == "float32":  # build in float64, then compute in the working precision
+            for name in ("ikx", "iky", "_to_uvq", "_div", "_linear", "jet_qh", "_jet_forcing",
+                         "qh", "forcing", "_sst_relax", "th"):
+                if isinstance(getattr(self, name, None), torch.Tensor):
+                    setattr(self, name, getattr(self, name).to(torch.complex64))
+            for name in ("inv_op", "filter", "_forcing_std", "dealias"):
+                value = getattr(self, name)
+                if value.dtype == torch.float64:
+                    setattr(self, name, value.to(torch.float32))
 
     # ------------------------------------------------------------------ physics
     def psih(self, qh: torch.Tensor) -> torch.Tensor:
@@ -244,12 +304,27 @@ class QGModel:
             out += forcing
         return out
 
+    def tendency_sst(self, qh: torch.Tensor, th: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-hand sides of PV (unforced, as :meth:`tendency` without ``forcing``) and of
+        the SST tracer ``∂T/∂t = −J(ψ, T) + (T* − T) / sst_tau``, from one batched pair of
+        FFTs."""
+        n = self.params.n
+        spec = torch.cat((self._to_uvq * qh, th[None]))
+        u, v, q, t = torch.fft.irfft2(spec, s=(n, n))
+        fluxes = torch.fft.rfft2(torch.stack((u * q, v * q, u * t, v * t)))
+        jq = (self._div * fluxes[:2]).sum(dim=0)
+        jt = (self._div * fluxes[2:]).sum(dim=0)
+        return self._linear * qh - jq, self._sst_relax - th / self.params.sst_tau - jt
+
     def _noise(self, steps: int) -> torch.Tensor:
         """``rfft2`` of ``steps`` unit white-noise fields, drawn on the CPU (so the same
         seed gives the same forcing on every device), then moved to the device."""
         n = self.params.n
         w = torch.randn((steps, n, n), generator=self.generator, dtype=torch.float64)
-        return torch.fft.rfft2(w).to(self.device)
+        out = torch.fft.rfft2(w)
+        if self.params.precision == "float32":
+            out = out.to(torch.complex64)
+        return out.to(self.device)
 
     def step_day(self) -> None:
         """Advance the model by one day: ``steps_per_day`` RK4 steps, the red-noise
@@ -259,11 +334,15 @@ class QGModel:
         innovation = self._noise(p.steps_per_day) * (
             self._forcing_std * math.sqrt(1.0 - self._rho**2))
         qh, f = self.qh, self.forcing
+        if self.th is not None:
+            self._step_day_sst(innovation)
+            return
         for i in range(p.steps_per_day):
-            k1 = self.tendency(qh, f)
-            k2 = self.tendency(torch.add(qh, k1, alpha=0.5 * dt), f)
-            k3 = self.tendency(torch.add(qh, k2, alpha=0.5 * dt), f)
-            k4 = self.tendency(torch.add(qh, k3, alpha=dt), f)
+            ff = f + self._jet_forcing
+            k1 = self.tendency(qh, ff)
+            k2 = self.tendency(torch.add(qh, k1, alpha=0.5 * dt), ff)
+            k3 = self.tendency(torch.add(qh, k2, alpha=0.5 * dt), ff)
+            k4 = self.tendency(torch.add(qh, k3, alpha=dt), ff)
             k1 += k4
             k2 += k3
             k1.add_(k2, alpha=2.0)
@@ -272,12 +351,42 @@ class QGModel:
         self.qh, self.forcing = qh, f
         self.steps += p.steps_per_day
 
+    def _step_day_sst(self, innovation: torch.Tensor) -> None:
+        """:meth:`step_day` with the SST tracer stepped alongside (the same RK4 stages)."""
+        p = self.params
+        dt = p.dt
+        qh, th, f = self.qh, self.th, self.forcing
+        for i in range(p.steps_per_day):
+            ff = f + self._jet_forcing
+            stages = []
+            q_in, t_in = qh, th
+            for c in (0.5, 0.5, 1.0, None):
+                kq, kt = self.tendency_sst(q_in, t_in)
+                kq += ff
+                stages.append((kq, kt))
+                if c is not None:
+                    q_in = torch.add(qh, kq, alpha=c * dt)
+                    t_in = torch.add(th, kt, alpha=c * dt)
+            (q1, t1), (q2, t2), (q3, t3), (q4, t4) = stages
+            qh = (qh + (dt / 6.0) * (q1 + 2.0 * (q2 + q3) + q4)) * self.filter
+            th = (th + (dt / 6.0) * (t1 + 2.0 * (t2 + t3) + t4)) * self.filter
+            f = f * self._rho + innovation[i]
+        self.qh, self.th, self.forcing = qh, th, f
+        self.steps += p.steps_per_day
+
     # ------------------------------------------------------------------ output
     def ssh(self) -> torch.Tensor:
         """Current SSH η = f0 ψ / g (m), shape ``(n, n)`` with axes ``(y, x)``."""
         n = self.params.n
         psi = torch.fft.irfft2(self.psih(self.qh), s=(n, n))
         return psi * (self.params.f0 / self.params.g)
+
+    def sst(self) -> torch.Tensor:
+        """Current SST (°C), shape ``(n, n)``; requires ``sst=True`` at construction."""
+        if self.th is None:
+            raise ConfigError("QGModel: the SST tracer is not integrated (use sst=True)")
+        n = self.params.n
+        return torch.fft.irfft2(self.th, s=(n, n))
 
     def energy(self) -> float:
         """Domain-mean energy ``½⟨|∇ψ|² + ψ²/Ld²⟩`` (m² s⁻²)."""
@@ -295,7 +404,8 @@ class QGModel:
 
 
 def _check_finite(model: QGModel, day: int) -> None:
-    if not bool(torch.isfinite(model.qh).all()):
+    if not bool(torch.isfinite(model.qh).all()) or (
+            model.th is not None and not bool(torch.isfinite(model.th).all())):
         raise ConfigError(f"QG model blew up by day {day + 1}: reduce QGParams.dt or "
                           "forcing_epsilon, or raise drag")
 
@@ -305,7 +415,8 @@ def run_qg(
     seed: int = 0,
     params: QGParams = QGParams(),
     device: str | torch.device = "auto",
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    sst: bool = False,
+):
     """Spin the QG model up, then save one SSH snapshot per day.
 
     Parameters
@@ -315,31 +426,39 @@ def run_qg(
         same output.
     params : model parameters.
     device : "auto" (CUDA if available, else CPU), "cpu", "cuda" or a ``torch.device``.
+    sst : also integrate the SST tracer and return its daily snapshots.
 
     Returns
     -------
-    eta : ndarray ``(time, y, x)`` float64, SSH in metres (zero domain mean), the
-        instantaneous state at the end of each day; not rescaled.
+    eta : ndarray ``(time, y, x)`` float64, SSH in metres, the instantaneous state at the
+        end of each day; not rescaled (the forced jet's profile included).
     x_m, y_m : ndarrays ``(n,)``, grid positions in metres (periodic, period ``length``).
+    sst : (only with ``sst=True``) ndarray ``(time, y, x)`` float64, °C.
     """
     if n_days < 1:
         raise ConfigError(f"n_days={n_days}: must be at least 1")
     dev = resolve_device(device)
     with _cpu_threads(dev, 1), torch.no_grad():
-        model = QGModel(params, dev, seed)
+        model = QGModel(params, dev, seed, sst=sst)
         for day in range(params.spinup_days):
             model.step_day()
             if day % 10 == 9:
                 _check_finite(model, day)
-        out = torch.empty((n_days, params.n, params.n), dtype=torch.float64, device=dev)
+        shape = (n_days, params.n, params.n)
+        out = torch.empty(shape, dtype=torch.float64, device=dev)
+        out_sst = torch.empty(shape, dtype=torch.float64, device=dev) if sst else None
         for day in range(n_days):
             model.step_day()
             out[day] = model.ssh()
+            if out_sst is not None:
+                out_sst[day] = model.sst()
             if day % 10 == 9:
                 _check_finite(model, params.spinup_days + day)
         _check_finite(model, params.spinup_days + n_days)
         eta = out.cpu().numpy()
     x, y = model.coordinates()
+    if out_sst is not None:
+        return eta, x, y, out_sst.cpu().numpy()
     return eta, x, y
 
 

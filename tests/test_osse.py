@@ -13,33 +13,13 @@ import torch
 import xarray as xr
 
 from oceanlab_errors import ConfigError
-from data.osse import OSSE_LAT, OSSE_LON, _periods, generate_osse
+from data.osse import (OSSE_LAT, OSSE_LON, OSSE_VERSION, _cloud_mask, _periods, generate_osse,
+                       osse_statistics)
 from data.qg import QGModel, QGParams, pv_from_ssh, qg_residual, run_qg
+from data.tasks.interpolation import DEFAULT_WINDOW
 
 #: A cheap model for contract tests (the statistics are checked on the default one).
 SMALL = QGParams(n=64, spinup_days=3)
-KM_PER_DEG_LON = 6371.0 * math.cos(math.radians(38.0)) * math.pi / 180
-KM_PER_DEG_LAT = 6371.0 * math.pi / 180
-
-
-def _efold(corr: np.ndarray) -> int:
-    """First lag at which a correlation curve drops below 1/e."""
-    below = np.flatnonzero(corr < 1 / math.e)
-    return int(below[0]) if below.size else corr.size
-
-
-def _decorrelation_days(ssh: np.ndarray) -> int:
-    a = ssh - ssh.mean(axis=0)
-    corr = [np.mean(a[: len(a) - k] * a[k:]) / np.mean(a * a) for k in range(60)]
-    return _efold(np.array(corr))
-
-
-def _correlation_length_km(ssh: np.ndarray) -> tuple[float, float]:
-    a = ssh - ssh.mean(axis=(1, 2), keepdims=True)
-    var = np.mean(a * a)
-    cx = [np.mean(a[:, :, : a.shape[2] - k] * a[:, :, k:]) / var for k in range(60)]
-    cy = [np.mean(a[:, : a.shape[1] - k] * a[:, k:]) / var for k in range(60)]
-    return _efold(np.array(cx)) * 0.1 * KM_PER_DEG_LON, _efold(np.array(cy)) * 0.1 * KM_PER_DEG_LAT
 
 
 # ---------------------------------------------------------------------- QG model
@@ -51,7 +31,8 @@ def test_run_qg_is_deterministic_per_seed():
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
     assert x.shape == (64,) and x[1] - x[0] == pytest.approx(SMALL.length / 64)
-    np.testing.assert_allclose(a.mean(axis=(1, 2)), 0.0, atol=1e-12)
+    # the jet's SSH profile has (almost) no domain mean, and the eddies none
+    assert np.abs(a.mean(axis=(1, 2))).max() < 2e-3
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -61,15 +42,57 @@ def test_run_qg_on_cuda_matches_cpu():
     np.testing.assert_allclose(a, b, atol=1e-6 * np.abs(a).max())
 
 
-def test_spun_up_ssh_has_tens_of_centimetres():
-    eta, _, _ = run_qg(10, seed=0, params=replace(QGParams(), spinup_days=60), device="cpu")
-    std = eta.std(axis=(1, 2))
-    assert np.all((0.06 < std) & (std < 0.25))
-    assert 0.2 < np.abs(eta).max() < 1.5
+def test_forced_jet_without_eddies_is_a_steady_state():
+    # no eddy forcing: the jet (and the SST front along it) must stay exactly as forced
+    # (on the default grid: the spectral filter barely touches the jet's profile there)
+    p = replace(QGParams(), forcing_epsilon=0.0, spinup_days=0, precision="float64")
+    model = QGModel(p, "cpu", seed=0, sst=True)
+    _, y = model.coordinates()
+    eta0 = model.ssh().numpy()
+    expected = p.jet_drop * p.jet_shape(y)[:, None] * np.ones((1, p.n))
+    # the initial state is the jet (up to its spectral representation on this grid)
+    np.testing.assert_allclose(eta0 - eta0.mean(), expected - expected.mean(), atol=2e-3)
+    sst0 = model.sst().numpy()
+    for _ in range(3):
+        model.step_day()
+    np.testing.assert_allclose(model.ssh().numpy(), eta0, atol=1e-4 * p.jet_drop)
+    np.testing.assert_allclose(model.sst().numpy(), sst0, atol=1e-4 * p.sst_drop)
+    # warm and high to the south of the eastward jet at y = L/4, as across the Gulf Stream
+    south, north = int(0.15 * p.n), int(0.35 * p.n)
+    assert eta0[south].mean() - eta0[north].mean() == pytest.approx(p.jet_drop, rel=0.01)
+    assert sst0[south].mean() - sst0[north].mean() == pytest.approx(p.sst_drop, rel=0.01)
+
+
+def test_sst_is_a_bounded_tracer_of_the_flow():
+    p = replace(QGParams(), n=64, spinup_days=20)
+    eta, _, _, sst = run_qg(10, seed=0, params=p, device="cpu", sst=True)
+    lo, hi = p.sst_mean - p.sst_drop / 2, p.sst_mean + p.sst_drop / 2
+    # advection and relaxation towards T* keep it near T*'s range: only the spectral
+    # scheme's Gibbs overshoots at sharpened fronts go beyond (a fraction of the drop)
+    margin = 0.25 * p.sst_drop
+    assert lo - margin < sst.min() and sst.max() < hi + margin
+    small = 0.05 * p.sst_drop
+    assert np.mean((sst < lo - small) | (sst > hi + small)) < 0.05
+    # stirred: SST anomalies follow SSH anomalies (warm eddies are high)
+    a = (eta - eta.mean(0)).ravel()
+    b = (sst - sst.mean(0)).ravel()
+    assert np.corrcoef(a, b)[0, 1] > 0.3
+
+
+def test_float32_and_float64_models_agree_over_a_day():
+    p32 = replace(QGParams(), n=64, spinup_days=0)
+    p64 = replace(p32, precision="float64")
+    a = QGModel(p32, "cpu", seed=3)
+    b = QGModel(p64, "cpu", seed=3)
+    assert a.qh.dtype == torch.complex64 and b.qh.dtype == torch.complex128
+    a.step_day()
+    b.step_day()
+    diff = (a.ssh().double() - b.ssh()).abs().max()
+    assert float(diff) < 1e-4 * float(b.ssh().abs().max())
 
 
 def test_linear_rossby_wave_satisfies_both_rhs_forms():
-    p = replace(QGParams(), n=64, drag=0.0)
+    p = replace(QGParams(), n=64, drag=0.0, precision="float64")
     model = QGModel(p, "cpu", seed=0)
     x, y = model.coordinates()
     k, l = 2 * math.pi / p.length * 3, 2 * math.pi / p.length * 2
@@ -96,7 +119,15 @@ def test_bad_params_raise_config_error():
     with pytest.raises(ConfigError):
         QGParams(dt=5000.0)
     with pytest.raises(ConfigError):
+        QGParams(precision="float16")
+    with pytest.raises(ConfigError):
+        QGParams(jet_drop=-1.0)
+    with pytest.raises(ConfigError):
         run_qg(0, params=SMALL, device="cpu")
+    with pytest.raises(ConfigError):
+        generate_osse("unused.nc", cloud_cover=1.5, device="cpu")
+    with pytest.raises(ConfigError):
+        generate_osse("unused.nc", swot_noise_std=-0.1, device="cpu")
     with pytest.raises(ConfigError):
         generate_osse("unused.nc", params=replace(SMALL, length=5e5), device="cpu")
     with pytest.raises(ConfigError):
@@ -138,6 +169,48 @@ def test_file_is_cf_and_canonical(small_osse):
         assert np.isfinite(ds["ssh"]).all()
         frac = ds["ssh_obs"].notnull().mean(("lat", "lon")).values
         assert np.all(frac > 0) and np.all(frac < 0.2)
+        assert ds.attrs["oceanlab_osse_version"] == OSSE_VERSION
+        assert ds.attrs["oceanlab_aux_vars"] == "sst"
+        assert ds["sst"].attrs["units"] == "degC" and bool(ds["sst"].notnull().all())
+        assert ds["ssh_obs_swot"].attrs["units"] == "m"
+        # the swath sees wider strips than the nadirs, never the truth itself
+        assert float(ds["ssh_obs_swot"].notnull().mean()) > float(ds["ssh_obs"].notnull().mean())
+
+
+def test_cloud_gaps_cover_the_asked_fraction(tmp_path):
+    mask = _cloud_mask((40, 50, 60), 0.3, seed=2)
+    assert mask.mean() == pytest.approx(0.3, abs=0.01)
+    daily = mask.mean(axis=(1, 2))
+    assert daily.std() > 0.01  # clouds come and go
+    # clouds are patches, not salt and pepper: most neighbours of a cloudy cell are cloudy
+    assert (mask[:, 1:] & mask[:, :-1]).sum() / mask[:, 1:].sum() > 0.8
+    np.testing.assert_array_equal(mask, _cloud_mask((40, 50, 60), 0.3, seed=2))
+    assert not _cloud_mask((3, 5, 5), 0.0, seed=0).any()
+    path = generate_osse(tmp_path / "cloudy.nc", n_days=6, params=SMALL, device="cpu",
+                         cloud_cover=0.4, swot=False)
+    with xr.open_dataset(path) as ds:
+        assert "ssh_obs_swot" not in ds
+        assert float(ds["sst"].isnull().mean()) == pytest.approx(0.4, abs=0.02)
+
+
+def test_noise_free_observations_are_the_truth_along_the_tracks(tmp_path):
+    path = generate_osse(tmp_path / "exact.nc", n_days=6, params=SMALL, device="cpu",
+                         noise_std=0.0, swot_noise_std=0.0, sst=False)
+    with xr.open_dataset(path) as ds:
+        assert "sst" not in ds
+        truth = ds["ssh"].values
+        # each sample is a bilinear (convex) combination of the four grid values around it,
+        # all within the cell and its neighbours: the cell mean of noise-free samples lies
+        # within the range of those nine values
+        pad = np.pad(truth, ((0, 0), (1, 1), (1, 1)), mode="edge")
+        shifts = [pad[:, 1 + di:101 + di, 1 + dj:101 + dj] for di in (-1, 0, 1) for dj in (-1, 0, 1)]
+        lo, hi = np.min(shifts, axis=0), np.max(shifts, axis=0)
+        for name in ("ssh_obs", "ssh_obs_swot"):
+            obs = ds[name].values
+            seen = np.isfinite(obs)
+            assert seen.any()
+            assert np.all(obs[seen] >= lo[seen] - 1e-6) and np.all(obs[seen] <= hi[seen] + 1e-6)
+            assert np.sqrt(np.mean((obs - truth)[seen] ** 2)) < 0.01
 
 
 def test_same_seed_same_file_contents(small_osse, tmp_path):
@@ -170,8 +243,8 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path, monkeypatch):
 def test_periods_of_the_default_year_and_shorter_runs():
     start = pd.Timestamp("2012-10-01")
     assert _periods(start, 365) == {"test": "2012-10-22/2012-12-02",
-                                    "train": "2013-01-02/2013-08-24",
-                                    "val": "2013-09-01/2013-09-30"}
+                                    "train": "2013-01-02/2013-07-27",
+                                    "val": "2013-08-27/2013-09-30"}
     half = _periods(start, 182)
     spans = [tuple(pd.Timestamp(d) for d in half[k].split("/")) for k in ("test", "train", "val")]
     assert spans[0][0] >= start and spans[2][1] <= start + pd.Timedelta(days=181)
@@ -194,35 +267,58 @@ def year(tmp_path_factory) -> xr.Dataset:
         yield ds.load()
 
 
+@pytest.fixture(scope="module")
+def year_stats(year) -> dict:
+    return osse_statistics(year["ssh"])
+
+
 @pytest.mark.slow
 def test_year_has_the_data_challenge_calendar(year):
     assert year.sizes == {"time": 365, "lat": 100, "lon": 100}
     assert str(year["time"].values[-1])[:10] == "2013-09-30"
     assert year.attrs["oceanlab_test_period"] == "2012-10-22/2012-12-02"
-    assert year.attrs["oceanlab_val_period"] == "2013-09-01/2013-09-30"
-    assert year.attrs["oceanlab_train_period"] == "2013-01-02/2013-08-24"
+    assert year.attrs["oceanlab_val_period"] == "2013-08-27/2013-09-30"
+    assert year.attrs["oceanlab_train_period"] == "2013-01-02/2013-07-27"
 
 
 @pytest.mark.slow
-def test_year_ssh_amplitude_is_physical(year):
-    ssh = year["ssh"].values
-    std = ssh.std(axis=(1, 2))
-    assert np.all((0.06 < std) & (std < 0.3))
-    assert 0.08 < std.mean() < 0.25
-    assert 0.25 < np.abs(ssh).max() < 1.5
+def test_year_meets_the_gulf_stream_targets(year_stats):
+    # SCIENCE.md, "What the built-in OSSE must look like"
+    s = year_stats
+    assert 0.8 <= s["front_drop_m"] <= 1.5
+    assert 0.10 <= s["eddy_std_m"] <= 0.30
+    assert -5.5 <= s["spectral_slope"] <= -3.5
+    assert 5 <= s["decorrelation_days"] <= 25
 
 
 @pytest.mark.slow
-def test_year_eddy_scale(year):
-    lx, ly = _correlation_length_km(year["ssh"].values)
-    assert 40 < lx < 250 and 40 < ly < 250
-    assert 0.6 < lx / ly < 1.6  # isotropic eddies, not zonal jets
+def test_year_front_is_zonal_with_high_ssh_to_the_south(year):
+    mean = year["ssh"].mean("time")
+    south, north = mean.sel(lat=slice(33, 35)).mean(), mean.sel(lat=slice(41, 43)).mean()
+    assert float(south - north) > 0.7
+    sst = year["sst"].mean("time")
+    assert float(sst.sel(lat=slice(33, 35)).mean() - sst.sel(lat=slice(41, 43)).mean()) > 4
 
 
 @pytest.mark.slow
-def test_year_decorrelation_time(year):
-    days = _decorrelation_days(year["ssh"].values)
-    assert 3 <= days <= 40
+def test_periods_are_separated_by_more_than_the_decorrelation_time(year, year_stats):
+    spans = {k: [pd.Timestamp(d) for d in year.attrs[f"oceanlab_{k}_period"].split("/")]
+             for k in ("test", "train", "val")}
+    need = year_stats["decorrelation_days"] + DEFAULT_WINDOW // 2
+    assert (spans["train"][0] - spans["test"][1]).days - 1 >= need
+    assert (spans["val"][0] - spans["train"][1]).days - 1 >= need
+
+
+def test_box_is_an_interior_window_of_the_periodic_domain():
+    p = QGParams()
+    km = 6371.0 * math.pi / 180
+    width = (OSSE_LON[-1] - OSSE_LON[0] + 0.1) * km * math.cos(math.radians(38.0)) * 1e3
+    height = (OSSE_LAT[-1] - OSSE_LAT[0] + 0.1) * km * 1e3
+    # the edges are far apart through the wrap (more than four eddy radii)
+    assert p.length - width > 400e3 and p.length - height > 400e3
+    # the westward return jet (3L/4) lies outside the box centred on the eastward one (L/4)
+    y1, y2 = p.jet_latitudes
+    assert (y2 - y1) - height / 2 > 4 * p.jet_width
 
 
 @pytest.mark.slow
@@ -236,3 +332,8 @@ def test_year_observations(year):
     assert abs(resid.mean()) < 1e-3
     per_window = np.convolve(np.isfinite(obs).sum(axis=(1, 2)), np.ones(27), "valid")
     assert per_window.min() > 5000
+    swot = year["ssh_obs_swot"].values
+    assert np.isfinite(swot).mean() > 2 * np.isfinite(obs).mean()
+    # one 21-day repeat cycle of the swath sees nearly the whole box
+    cycles = np.isfinite(swot[:21 * 17]).reshape(17, 21, 100, 100).any(axis=1)
+    assert cycles.mean(axis=(1, 2)).min() > 0.95
