@@ -69,14 +69,33 @@ class DataConfig(_Section):
         None, description="NetCDF file or glob; unset (null) = the built-in OSSE dataset")
     var: str | None = Field(
         None, description="variable to reconstruct; default: the dataset's truth variable or its first")
-    obs: str | None = Field(
+    obs: str | list[str] | None = Field(
         None, description="observation variable, or 'simulation' to sample `var` along nadir "
-                          "tracks; default: the dataset's observation variable, else 'simulation'")
+                          "tracks, or a list of observation variables merged (cell mean where "
+                          "several observe a cell); default: the dataset's observation "
+                          "variable, else 'simulation'")
+    aux: str | list[str] | None = Field(
+        None, description="extra gridded inputs of learned interpolation models (e.g. sst), "
+                          "normalised by their own training-period statistics")
     obs_noise: float = Field(0.02, ge=0, description="noise (data units) of simulated observations")
     obs_seed: int = Field(0, ge=0, description="seed of the simulated observations")
 
-    _texts = field_validator("path", "var", "obs")(_check_text)
+    _texts = field_validator("path", "var")(_check_text)
     _seeds = field_validator("obs_seed")(_check_seed)
+
+    @field_validator("obs", "aux")
+    @classmethod
+    def _names(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("must name at least one variable (leave it out, or null, "
+                                 "for the default)")
+            if len(set(value)) != len(value):
+                raise ValueError(f"names a variable twice: {value}")
+            for v in value:
+                _check_text(v)
+            return value[0] if len(value) == 1 else value
+        return _check_text(value)
 
 
 #: The ``train`` section: how networks are trained (defined beside the trainer).

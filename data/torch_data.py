@@ -47,16 +47,24 @@ class TaskTensors:
         self.pad_after = int(max(0, offsets.max()))
         pad = ((self.pad_before, self.pad_after), (0, 0), (0, 0))
         blocks = []
-        for source, with_mask in zip(io.sources, io.masks, strict=True):
+        for k, (source, with_mask) in enumerate(zip(io.sources, io.masks, strict=True)):
             values = np.asarray(source.transpose("time", "lat", "lon").values, dtype=np.float32)
             seen = np.isfinite(values)
-            z = np.where(seen, (values - norm.mean) / norm.std, 0.0).astype(np.float32)
+            offset, scale = io.scale_of(k) or (norm.mean, norm.std)
+            z = np.where(seen, (values - offset) / scale, 0.0).astype(np.float32)
             blocks.append(torch.from_numpy(np.pad(z, pad)).to(device))
             del z
             if with_mask:
                 blocks.append(torch.from_numpy(np.pad(seen.astype(np.float32), pad)).to(device))
         #: one (T + pads, H, W) tensor per channel block
         self.blocks = blocks
+        #: static channels (1, n_static, H, W), normalised like the truth, zero where NaN
+        self.static = None
+        if io.static:
+            maps = np.stack([np.asarray(f.transpose("lat", "lon").values, dtype=np.float32)
+                             for f in io.static])
+            maps = np.where(np.isfinite(maps), (maps - norm.mean) / norm.std, 0.0)
+            self.static = torch.from_numpy(maps.astype(np.float32))[None].to(device)
         truth = task.truth.values.astype(np.float32)
         ocean = task.mask.values.astype(bool)
         valid = np.isfinite(truth) & ocean[None]
@@ -77,10 +85,20 @@ class TaskTensors:
         """Inputs ``(B, in_channels, h, w)`` for sample times ``t`` (B,), cropped at (i0, j0)."""
         steps = t[:, None] + self._in[None, :]  # positions in the padded time axis
         if size is None:
-            return torch.cat([block[steps] for block in self.blocks], dim=1)
+            parts = [block[steps] for block in self.blocks]
+            if self.static is not None:
+                parts.append(self.static.expand(len(t), -1, -1, -1))
+            return torch.cat(parts, dim=1)
         # Gather the patches directly: never the whole domain of every sample.
         index = _patch_index(steps, i0, j0, size)
-        return torch.cat([block[index] for block in self.blocks], dim=1)
+        parts = [block[index] for block in self.blocks]
+        if self.static is not None:
+            h, w = size
+            ii = i0[:, None] + torch.arange(h, device=t.device)[None]
+            jj = j0[:, None] + torch.arange(w, device=t.device)[None]
+            static = self.static[0]
+            parts.append(static[:, ii[:, :, None], jj[:, None, :]].transpose(0, 1))
+        return torch.cat(parts, dim=1)
 
     def targets(self, t: torch.Tensor, i0=None, j0=None, size=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Targets and weights ``(B, out_channels, h, w)``; zero weight past the record."""

@@ -73,9 +73,13 @@ class TrainSettings(BaseModel):
     batch_size: int = Field(16, ge=1, le=1024, description="patches per training step")
     patch_size: int = Field(64, ge=8, le=1024, description="training patch side (grid points)")
     steps_per_epoch: int = Field(24, ge=1, le=100_000, description="training steps per epoch")
-    flips: bool = Field(True, description="augment with random horizontal/vertical flips")
-    transposes: bool = Field(True, description="augment with random lat/lon transposes "
-                                               "(square patches)")
+    flips: bool | None = Field(
+        None, description="augment with random horizontal/vertical flips; default (null): "
+                          "where the task allows it (not interpolation: a beta-plane and a mean "
+                          "current are not symmetric under flips)")
+    transposes: bool | None = Field(
+        None, description="augment with random lat/lon transposes (square patches); default "
+                          "(null): where the task allows it")
     loss: list[LossTerm] = Field(default_factory=lambda: [LossTerm()],
                                  description="weighted loss terms, e.g. [{name: mse}, "
                                              "{name: gradient, weight: 0.5}]")
@@ -183,9 +187,12 @@ class NetworkModel(Mapper):
         net = self._ensure_network(io)
         self.norm = Normalisation.from_task(task)
         tensors = TaskTensors(task, io, self.norm, self.device)
+        flips = s.flips if s.flips is not None else "flips" in task.augmentations
+        transposes = (s.transposes if s.transposes is not None
+                      else "transposes" in task.augmentations)
         train = RandomPatchBatches(tensors, task.sample_index("train"), s.patch_size, s.batch_size,
-                                   s.steps_per_epoch, seed=self.seed, flips=s.flips,
-                                   transposes=s.transposes)
+                                   s.steps_per_epoch, seed=self.seed, flips=flips,
+                                   transposes=transposes)
         n_lat, n_lon = tensors.shape
         val = FullFieldBatches(tensors, task.sample_index("val"),
                                batch_size=min(max(1, s.batch_size // 2),
@@ -245,7 +252,10 @@ class NetworkModel(Mapper):
             y = self._apply(x, io)  # (B, 1, H, W)
             steps.append(y)
             blocks = []
-            for b, block in enumerate(x.split(n, dim=1)):
+            n_static = len(io.static)
+            static = x[:, x.shape[1] - n_static:] if n_static else None
+            timed = x[:, :x.shape[1] - n_static]
+            for b, block in enumerate(timed.split(n, dim=1)):
                 if b == 0:
                     new = y
                 elif b == 1 and io.masks[0]:
@@ -253,6 +263,8 @@ class NetworkModel(Mapper):
                 else:
                     new = torch.zeros_like(y)
                 blocks.append(torch.cat([block[:, 1:], new], dim=1))
+            if static is not None:
+                blocks.append(static)
             x = torch.cat(blocks, dim=1)
         return torch.cat(steps, dim=1)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from oceanlab_errors import DataError
+from oceanlab_errors import ConfigError, DataError
 from data.tasks import auto_periods, build_interpolation_task
 
 
@@ -116,3 +116,68 @@ def test_simulated_observations_of_yearly_maps(mock_ds):
     task = build_interpolation_task(ds, "ssh", "simulation", gap_days=0)
     seen = np.isfinite(task.obs.values).mean(axis=(1, 2))
     assert np.all(seen > 0) and np.all(seen < 0.5)
+
+
+# --------------------------------------------------------------- several observations, extras
+def _with_extras(mock_ds):
+    from data.synthetic import insert_nan
+
+    ds = mock_ds.copy()
+    second = insert_nan(ds["ssh"], 0.9, seed=11) + 0.01
+    second.attrs = {"units": "m"}
+    ds["ssh_obs2"] = second
+    sst = 20.0 + 5.0 * ds["ssh"].fillna(0.0)
+    sst.attrs = {"units": "degC"}
+    ds["sst"] = sst
+    return ds
+
+
+def test_observation_lists_are_merged_cell_by_cell(mock_ds):
+    ds = _with_extras(mock_ds)
+    task = build_interpolation_task(ds, "ssh", ["ssh_obs", "ssh_obs2"])
+    a, b = ds["ssh_obs"].values, ds["ssh_obs2"].values
+    both = np.isfinite(a) & np.isfinite(b)
+    only_a = np.isfinite(a) & ~np.isfinite(b)
+    got = task.obs.values
+    np.testing.assert_allclose(got[both], (0.5 * (a + b))[both], rtol=1e-6)
+    np.testing.assert_allclose(got[only_a], a[only_a], rtol=1e-6)
+    assert np.isnan(got[~np.isfinite(a) & ~np.isfinite(b)]).all()
+    assert task.obs.name == "ssh_obs+ssh_obs2"
+
+
+def test_extra_inputs_get_their_own_normalisation_and_no_mask_when_gap_free(mock_ds):
+    from data.tasks.interpolation import InterpolationParams
+
+    ds = _with_extras(mock_ds)
+    task = build_interpolation_task(ds, "ssh", "ssh_obs", aux="sst",
+                                    params=InterpolationParams(background="none"))
+    io = task.network_io(3)
+    assert len(io.sources) == 2 and io.masks == [True, False]
+    train = ds["sst"].values[task.index("train")]
+    offset, scale = io.scales[1]
+    assert offset == pytest.approx(train.mean(), rel=1e-5)
+    assert scale == pytest.approx(train.std(), rel=1e-4)
+    assert io.in_channels == 3 * 3 and io.base_channel is None
+
+
+@pytest.mark.parametrize("obs, aux, message", [
+    (["ssh_obs", "simulation"], None, "'simulation' cannot be merged"),
+    (["ssh_obs", "ssh"], None, "is the variable to reconstruct"),
+    ("ssh_obs", "ssh_obs", "also the variable to reconstruct or an observation variable"),
+    ("ssh_obs", "nope", "unknown extra input variable 'nope'"),
+])
+def test_bad_observation_and_extra_names_are_one_line_errors(mock_ds, obs, aux, message):
+    with pytest.raises(DataError, match=message):
+        build_interpolation_task(_with_extras(mock_ds), "ssh", obs, aux=aux)
+
+
+def test_config_accepts_observation_lists_and_extras():
+    from backend.config import build_config
+
+    cfg = build_config(task="interpolation", model="unet",
+                       overrides={"data.obs": ["ssh_obs", "ssh_obs_swot"], "data.aux": "sst"})
+    assert cfg.data.obs == ["ssh_obs", "ssh_obs_swot"] and cfg.data.aux == "sst"
+    again = build_config(task="interpolation", model="unet", overrides={"data.obs": ["ssh_obs"]})
+    assert again.data.obs == "ssh_obs"
+    with pytest.raises(ConfigError, match="twice"):
+        build_config(task="interpolation", model="unet", overrides={"data.obs": ["a", "a"]})

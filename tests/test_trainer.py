@@ -153,7 +153,7 @@ def test_loggers_checkpoint_and_history_in_the_run_folder(mock_ds, tmp_path):
     with torch.no_grad():
         total, _ = CombinedLoss([("mse", 1.0), ("gradient", 0.5)],
                                 Grid.from_coords(task.truth.lat.values, task.truth.lon.values))(
-            model.net(x), y, w)
+            model._apply(x, model.task_io(task)), y, w)
     assert float(total) == pytest.approx(best_val, rel=1e-3)
 
 

@@ -24,11 +24,15 @@ def test_unet_keeps_any_grid_size(shape):
 
 
 def test_window_inputs_match_the_observations(mock_ds):
-    task = build_interpolation_task(mock_ds, "ssh", "ssh_obs")
+    from data.tasks.interpolation import InterpolationParams
+
+    task = build_interpolation_task(mock_ds, "ssh", "ssh_obs",
+                                    params=InterpolationParams(background="none"))
     norm = Normalisation.from_task(task)
     tens = WindowTensors(task, norm, window=3, device=torch.device("cpu"))
     day = 10
     x = tens.inputs(torch.tensor([day]))[0].numpy()
+    assert x.shape[0] == 6
     obs = task.obs.values
     for k, d in enumerate(range(day - 1, day + 2)):
         seen = np.isfinite(obs[d])
@@ -40,12 +44,39 @@ def test_window_inputs_match_the_observations(mock_ds):
     assert np.all(x0[0] == 0) and np.all(x0[3] == 0)
 
 
+def test_default_inputs_are_departures_from_the_training_mean(mock_ds):
+    task = build_interpolation_task(mock_ds, "ssh", "ssh_obs")
+    norm = Normalisation.from_task(task)
+    io = task.network_io(3)
+    assert io.in_channels == 7 and io.base_channel == 6
+    tens = WindowTensors(task, norm, window=3, device=torch.device("cpu"))
+    x = tens.inputs(torch.tensor([10]))[0].numpy()
+    train = task.truth.values[task.index("train")]
+    mean = np.nanmean(train, axis=0)
+    spread = np.nanstd(train - mean)
+    obs = task.obs.values
+    for k, d in enumerate(range(9, 12)):
+        seen = np.isfinite(obs[d])
+        np.testing.assert_allclose(x[k][seen], (obs[d] - mean)[seen] / spread, rtol=1e-4,
+                                   atol=1e-5)
+    # the last channel is the mean map, normalised like the truth (zero on land)
+    ocean = task.mask.values
+    np.testing.assert_allclose(x[6][ocean], ((mean - norm.mean) / norm.std)[ocean], rtol=1e-4,
+                               atol=1e-5)
+    assert np.all(x[6][~ocean] == 0)
+    # patches cut the static channel at the same place as the others
+    i0, j0 = torch.tensor([2]), torch.tensor([5])
+    patch = tens.inputs(torch.tensor([10]), i0, j0, (8, 8))[0].numpy()
+    np.testing.assert_array_equal(patch, x[:, 2:10, 5:13])
+
+
 def test_patches_are_crops_of_the_full_inputs(mock_ds):
     task = build_interpolation_task(mock_ds, "ssh", "ssh_obs")
     tens = WindowTensors(task, Normalisation.from_task(task), window=3, device=torch.device("cpu"))
     batches = RandomPatchBatches(tens, task.index("train"), patch=8, batch_size=3, steps=2, seed=5)
     x, y, w = batches[0]
-    assert x.shape == (3, 6, 8, 8) and y.shape == (3, 1, 8, 8) and w.shape == (3, 1, 8, 8)
+    # 3 days of observations, 3 masks, the training-mean map
+    assert x.shape == (3, 7, 8, 8) and y.shape == (3, 1, 8, 8) and w.shape == (3, 1, 8, 8)
     full = tens.inputs(torch.arange(60))
     # every patch appears somewhere in the full field of one training day
     for b in range(3):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -82,9 +82,16 @@ class NetworkIO:
     out_offsets : time offsets of the targets (the truth at t + offset), one output channel
         each.
     base_channel : if set, the network predicts an increment over this input channel (for
-        example the last state of a forecast, or the interpolated coarse field).
+        example the last state of a forecast, the interpolated coarse field, or a static
+        mean field).
     rollout : steps of an autoregressive forecast at prediction time (the network is then
         trained one step ahead, ``out_offsets == (1,)``, and fed its own output).
+    scales : per source, ``(offset, scale)`` for ``z = (x − offset) / scale``, or None (the
+        default for every source) for the truth's normalisation. A source in other units
+        (SST beside SSH) or already an anomaly brings its own.
+    static : time-invariant input fields ``(lat, lon)`` in the truth's units (normalised like
+        the truth, zero where NaN), one channel each, after all the time blocks (channel
+        ``in_channels − len(static) + k`` is ``static[k]``).
     """
 
     sources: list[xr.DataArray]
@@ -93,6 +100,8 @@ class NetworkIO:
     out_offsets: tuple[int, ...] = (0,)
     base_channel: int | None = None
     rollout: int = 1
+    scales: list[tuple[float, float] | None] | None = None
+    static: list[xr.DataArray] = field(default_factory=list)
 
     @property
     def channels_per_step(self) -> int:
@@ -100,7 +109,11 @@ class NetworkIO:
 
     @property
     def in_channels(self) -> int:
-        return self.channels_per_step * len(self.in_offsets)
+        return self.channels_per_step * len(self.in_offsets) + len(self.static)
+
+    def scale_of(self, k: int) -> tuple[float, float] | None:
+        """``(offset, scale)`` of source ``k``, or None for the truth's normalisation."""
+        return None if self.scales is None else self.scales[k]
 
     @property
     def out_channels(self) -> int:
@@ -120,6 +133,9 @@ class Task(ABC):
     Params: ClassVar[type[TaskParams]] = TaskParams
     #: The scores shown first in tables (keys of :data:`metrics.scores.SCORES`).
     headline_scores: ClassVar[tuple[str, ...]] = ("rmse",)
+    #: Augmentations a network's training may use when ``train.flips`` / ``train.transposes``
+    #: are left at their default (null): "flips", "transposes".
+    augmentations: ClassVar[tuple[str, ...]] = ("flips", "transposes")
 
     truth: xr.DataArray
     mask: xr.DataArray

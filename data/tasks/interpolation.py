@@ -1,8 +1,18 @@
 """Interpolation (gap filling): reconstruct the full field from gappy observations.
 
-Observations come from a variable of the file or are simulated along the ground tracks of
-four nadir altimeters (:mod:`data.tracks`). Scores are the SSH mapping data challenge's
-(:func:`metrics.score_mapping`); diagnostics the RMSE over time and the PSD score.
+Observations come from one or several variables of the file (merged: the mean where several
+observe a cell) or are simulated along the ground tracks of four nadir altimeters
+(:mod:`data.tracks`). Extra inputs (``data.aux``, e.g. SST) are given to learned models as
+more channels. Scores are the SSH mapping data challenge's (:func:`metrics.score_mapping`);
+diagnostics the RMSE over time and the PSD score.
+
+What a network sees (:meth:`InterpolationTask.network_io`): a centred window of observations
+and their masks and of each extra input (with its mask when it has gaps); by default
+(``task.background: train_mean``) the observations as departures from the time-mean of the
+training period's truth (a mean dynamic topography), which is also a static input channel
+and the base the network's output is added to, so that the network learns the eddies, not
+the mean front. No flips or transposes by default: a β-plane and a mean current are not
+symmetric under them.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 import xarray as xr
+from pydantic import Field
 
 from oceanlab_errors import DataError
 from data.tasks.base import (
@@ -36,6 +47,9 @@ DEFAULT_WINDOW = 29
 
 class InterpolationParams(TaskParams):
     name: Literal["interpolation"] = "interpolation"
+    background: Literal["train_mean", "none"] = Field(
+        "train_mean", description="learned models: map departures from the time-mean of the "
+                                  "training period's truth (train_mean), or the raw field (none)")
 
 
 @register_task("interpolation")
@@ -54,6 +68,7 @@ class InterpolationTask(Task):
     Params: ClassVar[type[TaskParams]] = InterpolationParams
     headline_scores: ClassVar[tuple[str, ...]] = ("rmse", "mu", "sigma", "lambda_x_deg",
                                                   "lambda_t_days")
+    augmentations: ClassVar[tuple[str, ...]] = ()
 
     truth: xr.DataArray
     obs: xr.DataArray
@@ -61,6 +76,12 @@ class InterpolationTask(Task):
     periods: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = field(default_factory=dict)
     params: TaskParams = field(default_factory=InterpolationParams)
     label: str = ""
+    #: extra inputs (time, lat, lon) of learned models, in their own units
+    aux: list[xr.DataArray] = field(default_factory=list)
+
+    def train_mean(self) -> xr.DataArray:
+        """Time-mean ``(lat, lon)`` of the truth over the training period (NaN on land)."""
+        return self.truth.isel(time=self.index("train")).mean("time")
 
     @classmethod
     def build(cls, ds: xr.Dataset, data: Any, params: TaskParams, *, label: str = "",
@@ -68,14 +89,33 @@ class InterpolationTask(Task):
         d = data
         return build_interpolation_task(
             ds, d.var, d.obs, obs_noise=d.obs_noise, obs_seed=d.obs_seed, params=params,
-            label=label)
+            label=label, aux=getattr(d, "aux", None))
 
     def network_io(self, window: int | None = None) -> NetworkIO:
-        """A centred window of observations and their masks → the field at its centre."""
+        """A centred window of observations (and extra inputs) with their masks → the field
+        at its centre (see the module docstring)."""
         window = window or DEFAULT_WINDOW
         half = window // 2
-        return NetworkIO(sources=[self.obs], masks=[True],
-                         in_offsets=tuple(range(-half, half + 1)), out_offsets=(0,))
+        sources, masks, scales = [self.obs], [True], [None]
+        static, base = [], None
+        if getattr(self.params, "background", "none") == "train_mean":
+            mean = self.train_mean()
+            spread = float((self.truth.isel(time=self.index("train")) - mean).std())
+            sources[0] = self.obs - mean
+            scales[0] = (0.0, spread if spread > 0 else 1.0)
+            static = [mean]
+        for extra in self.aux:
+            train = extra.isel(time=self.index("train")).values
+            train = train[np.isfinite(train)]
+            std = float(train.std()) if train.size else 1.0
+            sources.append(extra)
+            masks.append(not bool(extra.notnull().all()))
+            scales.append((float(train.mean()) if train.size else 0.0, std if std > 0 else 1.0))
+        io = NetworkIO(sources=sources, masks=masks, in_offsets=tuple(range(-half, half + 1)),
+                       out_offsets=(0,), scales=scales, static=static)
+        if static:
+            io.base_channel = io.in_channels - 1
+        return io
 
     def prediction_dataset(self, rec: xr.DataArray, times: pd.DatetimeIndex) -> xr.Dataset:
         """Reconstruction, ``truth``, ``obs`` and ``mask`` over ``times``."""
@@ -106,6 +146,7 @@ def build_interpolation_task(
     min_days: int = 10,
     params: TaskParams | None = None,
     label: str = "",
+    aux: str | list[str] | None = None,
 ) -> InterpolationTask:
     """Turn a canonical dataset into an :class:`InterpolationTask`.
 
@@ -114,7 +155,10 @@ def build_interpolation_task(
     ds : canonical dataset (see :func:`data.canonical.open_dataset`).
     var : variable to reconstruct; default ``ds.attrs["oceanlab_truth_var"]`` or the first.
     obs : observation variable, or ``"simulation"`` to sample ``var`` along nadir tracks with
-        ``obs_noise`` and ``obs_seed``; default ``ds.attrs["oceanlab_obs_var"]`` or simulation.
+        ``obs_noise`` and ``obs_seed``, or a list of observation variables merged by
+        :func:`data.tracks.merge_observations`; default ``ds.attrs["oceanlab_obs_var"]`` or
+        simulation.
+    aux : extra input variable(s) of learned models (on the same grid and times).
     test_period, val_period, train_period, gap_days, min_days : the split (see
         :class:`data.tasks.base.TaskParams`), or ``params`` holding them.
 
@@ -134,19 +178,55 @@ def build_interpolation_task(
     default_var = ds.attrs.get("oceanlab_truth_var")
     var = var or (default_var if default_var in fields else None) or (fields[0] if fields else None)
     obs = obs or ds.attrs.get("oceanlab_obs_var") or "simulation"
-    if obs == var:
-        raise DataError(f"{label}: the observation variable {obs!r} is the variable to "
+    names = [obs] if isinstance(obs, str) else list(obs)
+    if var in names:
+        raise DataError(f"{label}: the observation variable {var!r} is the variable to "
                         f"reconstruct itself; choose another observation variable or "
                         f"'simulation'")
+    if "simulation" in names and len(names) > 1:
+        raise DataError(f"{label}: 'simulation' cannot be merged with observation variables "
+                        f"({', '.join(names)}); give one or the other")
     truth, mask = truth_field(ds, var, params, label, "interpolation")
+    parts = [_observation(ds, name, var, truth, fields, label, obs_noise, obs_seed)
+             for name in names]
+    if len(parts) == 1:
+        obs_da = parts[0]
+    else:
+        from data.tracks import merge_observations
+
+        obs_da = merge_observations(*parts)
+    extras = []
+    for name in ([aux] if isinstance(aux, str) else list(aux or [])):
+        if name == var or name in names:
+            raise DataError(f"{label}: extra input {name!r} is also the variable to reconstruct "
+                            f"or an observation variable; choose another")
+        check_field_var(ds, name, "extra input variable", fields, label)
+        extra = ds[name].astype(np.float32)
+        if extra.sizes.get("time") != truth.sizes["time"]:
+            raise DataError(f"{label}: extra input {name!r} has no time axis like {var!r}")
+        refuse_fill_values(extra, name, label)
+        if not bool(extra.notnull().any()):
+            raise DataError(f"{label}: extra input {name!r} has no valid value")
+        extras.append(extra.transpose("time", "lat", "lon").load())
+    periods = split_periods(ds, params, label)
+    task = InterpolationTask(truth=truth, obs=obs_da.load(), mask=mask.load(), periods=periods,
+                             params=params, label=label, aux=extras)
+    task.obs.name = ("+".join(names) if len(names) > 1 else
+                     (obs if obs != "simulation" else f"{var}_obs"))
+    return task
+
+
+def _observation(ds: xr.Dataset, obs: str, var: str, truth: xr.DataArray, fields: list[str],
+                 label: str, obs_noise: float, obs_seed: int) -> xr.DataArray:
+    """One observation variable of ``ds`` (checked), or simulated nadir observations."""
     if obs == "simulation":
         from data.tracks import sample_along_tracks
 
         try:
-            obs_da = sample_along_tracks(truth, noise_std=obs_noise, seed=obs_seed)
+            return sample_along_tracks(truth, noise_std=obs_noise, seed=obs_seed)
         except DataError as exc:
             raise DataError(f"{label}: cannot simulate observations of {var!r} ({exc})") from None
-    elif obs in ds.data_vars and obs != "mask":
+    if obs in ds.data_vars and obs != "mask":
         check_field_var(ds, obs, "observation variable", fields, label)
         obs_da = ds[obs].astype(np.float32)
     else:
@@ -154,14 +234,9 @@ def build_interpolation_task(
                         f"{', '.join(f for f in fields if f != var) or '(none)'} or 'simulation'")
     if not bool(obs_da.notnull().any()):
         raise DataError(f"{label}: observation variable {obs!r} has no valid value")
-    if obs != "simulation":
-        refuse_fill_values(obs_da, obs, label)
-        if obs_da.shape == truth.shape and np.array_equal(np.asarray(obs_da.values),
-                                                          np.asarray(truth.values), equal_nan=True):
-            raise DataError(f"{label}: observation variable {obs!r} is identical to {var!r} "
-                            f"(a copy of the truth); choose real observations or 'simulation'")
-    periods = split_periods(ds, params, label)
-    task = InterpolationTask(truth=truth, obs=obs_da.load(), mask=mask.load(), periods=periods,
-                             params=params, label=label)
-    task.obs.name = obs if obs != "simulation" else f"{var}_obs"
-    return task
+    refuse_fill_values(obs_da, obs, label)
+    if obs_da.shape == truth.shape and np.array_equal(np.asarray(obs_da.values),
+                                                      np.asarray(truth.values), equal_nan=True):
+        raise DataError(f"{label}: observation variable {obs!r} is identical to {var!r} "
+                        f"(a copy of the truth); choose real observations or 'simulation'")
+    return obs_da
