@@ -13,6 +13,8 @@ Which points count
 Scores (keys of :func:`score_mapping`)
     ``rmse``            sqrt(mean (rec − ref)²), in the data's units.
     ``mu``              µ(RMSE) = 1 − sqrt(mean (rec − ref)²) / sqrt(mean ref²).
+    ``mu_anomaly``      the same with ref's time mean at each point removed from both
+                        fields: 1 − RMSE / RMS(ref − mean_t ref), the eddy score.
     ``sigma``           σ(RMSE): population standard deviation (ddof=0, numpy's default,
                         as the challenge's ``rmse_t.std()``) over time of
                         RMSE_S(t) = 1 − RMSE(t) / RMS(ref(t)), spatial means at each t.
@@ -64,7 +66,7 @@ KM_PER_DEGREE: float = 111.32
 """Kilometres per degree used to express λx in km (times cos(mean latitude))."""
 
 SCORE_KEYS: tuple[str, ...] = (
-    "rmse", "mu", "sigma", "lambda_x_deg", "lambda_x_km", "lambda_t_days",
+    "rmse", "mu", "mu_anomaly", "sigma", "lambda_x_deg", "lambda_x_km", "lambda_t_days",
     "rmse_u", "rmse_v", "rmse_vorticity",
 )
 """Score keys of :func:`score_mapping`, in order (``notes`` follows them)."""
@@ -302,30 +304,43 @@ class RMSE(_Metric):
 
 @dataclass(frozen=True)
 class MuRMSE(_Metric):
-    """µ(RMSE) = 1 − sqrt(mean (rec − ref)²) / sqrt(mean ref²), dimensionless (key ``mu``).
+    """µ(RMSE) = 1 − sqrt(mean (rec − ref)²) / sqrt(mean ref²), dimensionless (key ``mu``),
+    and the same on the anomaly (key ``mu_anomaly``).
 
-    1 is perfect; 0 is no better than a map of zeros. Undefined when ref is zero at every
-    valid point.
+    1 is perfect; 0 is no better than a map of zeros. ``mu`` is the leaderboard's, on the
+    field as given (total SSH with its mean front: RMS(ref) is large). ``mu_anomaly``
+    removes the truth's time mean over the evaluated period at each point from both fields
+    (the error is unchanged, the denominator becomes RMS(ref − mean_t ref)): an eddy score,
+    comparable between fields with and without a mean flow (SCIENCE.md). Undefined when
+    the denominator is zero.
     """
 
     name: ClassVar[str] = "mu"
-    keys: ClassVar[tuple[str, ...]] = ("mu",)
-    description: ClassVar[str] = "µ(RMSE) = 1 − RMSE / RMS(truth) (leaderboard score)"
+    keys: ClassVar[tuple[str, ...]] = ("mu", "mu_anomaly")
+    description: ClassVar[str] = ("µ(RMSE) = 1 − RMSE / RMS(truth) (leaderboard score), and "
+                                  "on the anomaly from the truth's time mean")
 
     def compute_fields(self, fields: MappingFields) -> dict[str, Score]:
-        """``{"mu": Score}``."""
+        """``{"mu": Score, "mu_anomaly": Score}``."""
         sq_err = (fields.rec - fields.ref) ** 2
+        anomaly = fields.ref - fields.ref.mean("time")
         stats = xr.Dataset(
-            {"mse": sq_err.mean(), "ms_ref": (fields.ref**2).mean(), "n": sq_err.count()}
+            {"mse": sq_err.mean(), "ms_ref": (fields.ref**2).mean(),
+             "ms_anom": (anomaly**2).mean(), "n": sq_err.count()}
         ).compute()
         if int(stats["n"]) == 0:
-            return {"mu": Score.unavailable(_no_valid_reason(), "1")}
-        ms_ref = float(stats["ms_ref"])
-        if ms_ref == 0.0:
-            return {"mu": Score.unavailable(
-                "ref is zero at every ocean point; µ divides by RMS(ref)", "1"
-            )}
-        return {"mu": Score(1.0 - float(np.sqrt(float(stats["mse"]) / ms_ref)), "1")}
+            return {k: Score.unavailable(_no_valid_reason(), "1") for k in self.keys}
+        out = {}
+        for key, ms, what in (("mu", float(stats["ms_ref"]), "ref is zero"),
+                              ("mu_anomaly", float(stats["ms_anom"]),
+                               "ref does not vary in time")):
+            if ms == 0.0:
+                out[key] = Score.unavailable(
+                    f"{what} at every ocean point; µ divides by RMS(ref"
+                    f"{')' if key == 'mu' else ' − its time mean)'}", "1")
+            else:
+                out[key] = Score(1.0 - float(np.sqrt(float(stats["mse"]) / ms)), "1")
+        return out
 
 
 @dataclass(frozen=True)
@@ -684,7 +699,7 @@ def score_mapping(
 
     Returns
     -------
-    dict with exactly the keys ``rmse``, ``mu``, ``sigma``, ``lambda_x_deg``,
+    dict with exactly the keys ``rmse``, ``mu``, ``mu_anomaly``, ``sigma``, ``lambda_x_deg``,
     ``lambda_x_km``, ``lambda_t_days``, ``rmse_u``, ``rmse_v``, ``rmse_vorticity`` (each a
     float or None; definitions and units in the module docstring) and ``notes``:
     ``{key: reason}`` for every score that is None.

@@ -43,6 +43,8 @@ _ALL = [
     # Mapping scores of the SSH data challenge (metrics.mapping).
     ScoreInfo("rmse", "RMSE", "data", "lower", "root-mean-square error over ocean points"),
     ScoreInfo("mu", "µ(RMSE)", "1", "higher", "1 − RMSE / RMS(truth)"),
+    ScoreInfo("mu_anomaly", "µ(RMSE) of the anomaly", "1", "higher",
+              "1 − RMSE / RMS(truth − its time mean): the eddy score"),
     ScoreInfo("sigma", "σ(RMSE)", "1", "lower", "standard deviation in time of the normalised RMSE"),
     ScoreInfo("lambda_x_deg", "λx", "degrees", "lower",
               "smallest wavelength resolved (0.5 contour of the PSD score)"),

@@ -417,3 +417,22 @@ def test_dask_and_numpy_give_the_same_numbers() -> None:
     assert u_d.chunks is not None
     xr.testing.assert_allclose(u_d, u_n)
     xr.testing.assert_allclose(v_d, v_n)
+
+
+def test_mu_anomaly_removes_the_truths_time_mean() -> None:
+    lat, lon = 30.0 + 0.25 * np.arange(8), -60.0 + 0.25 * np.arange(10)
+    rng = np.random.default_rng(4)
+    mean_map = 2.0 * np.linspace(-1, 1, 8)[:, None] * np.ones((1, 10))
+    anomaly = 0.1 * rng.standard_normal((12, 8, 10))
+    ref = grid(mean_map[None] + anomaly, lat, lon)
+    rec = ref + 0.02 * rng.standard_normal((12, 8, 10))
+    scores = score_mapping(rec, ref)
+    err = np.sqrt(np.mean((rec.values - ref.values) ** 2))
+    assert scores["mu"] == pytest.approx(1 - err / np.sqrt(np.mean(ref.values**2)), rel=1e-6)
+    anom = ref.values - ref.values.mean(axis=0)
+    assert scores["mu_anomaly"] == pytest.approx(1 - err / np.sqrt(np.mean(anom**2)), rel=1e-6)
+    # the mean front makes mu generous; the anomaly score is the stricter one
+    assert scores["mu_anomaly"] < scores["mu"]
+    # a field without a mean flow: both agree up to the (small) sample mean of the anomaly
+    flat = score_mapping(grid(anomaly, lat, lon) + (rec - ref), grid(anomaly, lat, lon))
+    assert flat["mu_anomaly"] == pytest.approx(flat["mu"], abs=0.05)
