@@ -102,6 +102,26 @@ def _seed(text: str) -> int:
     return value
 
 
+def _metres(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of metres") from None
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number >= 0 (metres)")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a fraction from 0 to below 1")
+    return value
+
+
 def _port(text: str) -> int:
     value = _int(text)
     if not 1 <= value <= 65535:
@@ -167,13 +187,17 @@ def _cmd_generate(args) -> int:
     if out.exists() and not out.is_file():
         raise DataError(f"--out {out}: exists and is not a regular file; give a file name")
     if args.if_missing and out.exists():
-        print(out)
-        return 0
+        # a built-in file made by an older recipe is outdated, not present
+        if args.out is not None or paths.builtin_is_current(out):
+            print(out)
+            return 0
     if args.out is not None:
         _writable_dir(out.parent, "--out", DataError, target=out)
     else:
         _writable_dir(out.parent, "datasets folder", DataError)
-    path = generate_osse(out, seed=args.seed, device=args.device)
+    path = generate_osse(out, seed=args.seed, device=args.device, noise_std=args.noise,
+                         swot=not args.no_swot, swot_noise_std=args.swot_noise,
+                         sst=not args.no_sst, cloud_cover=args.cloud_cover)
     print(path)
     return 0
 
@@ -410,7 +434,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output path (default: $OCEANLAB_HOME/datasets/osse_gulfstream_seed<N>.nc)")
     g.add_argument("--seed", type=_seed, default=0, help="0 to 2**63-1")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    g.add_argument("--if-missing", action="store_true", help="do nothing when the file exists")
+    g.add_argument("--if-missing", action="store_true",
+                   help="do nothing when the file exists (a built-in file of an older recipe "
+                        "is regenerated)")
+    g.add_argument("--noise", type=_metres, default=0.02,
+                   help="noise per nadir along-track sample (m; 0 = the data challenge's "
+                        "noise-free setting)")
+    g.add_argument("--swot-noise", type=_metres, default=0.02,
+                   help="noise per SWOT swath pixel (m)")
+    g.add_argument("--no-swot", action="store_true", help="leave out the SWOT-like swath")
+    g.add_argument("--no-sst", action="store_true", help="leave out the SST tracer")
+    g.add_argument("--cloud-cover", type=_fraction, default=0.0,
+                   help="mean fraction of SST hidden by clouds each day (0 to below 1)")
     g.set_defaults(func=_cmd_generate)
 
     i = sub.add_parser("inspect", help="describe a NetCDF file: variables, grid, time, ocean fraction")

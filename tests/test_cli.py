@@ -194,3 +194,32 @@ def test_a_bug_inside_a_run_is_one_line_exit_1(capsys, mock_nc, tmp_path, monkey
     info = json.loads(run_json.read_text())
     assert info["status"] == "failed" and info["error_kind"] == "internal"
     assert "Traceback" in info["traceback"] and "Traceback" not in err
+
+
+def test_generate_if_missing_replaces_an_outdated_builtin_file(workspace, monkeypatch):
+    """A built-in OSSE made by an older recipe is regenerated; a current one is kept."""
+    import netCDF4
+
+    import data.osse
+    from app.cli import main
+    from backend import paths
+
+    calls = []
+
+    def fake_generate(out, **kwargs):
+        calls.append(kwargs)
+        with netCDF4.Dataset(out, "w") as nc:
+            nc.oceanlab_osse_version = data.osse.OSSE_VERSION
+        return out
+
+    monkeypatch.setattr(data.osse, "generate_osse", fake_generate)
+    path = paths.builtin_dataset_path(0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with netCDF4.Dataset(path, "w") as nc:  # an issue-2 file: no version attribute
+        nc.title = "old"
+    assert not paths.builtin_is_current(path)
+    assert main(["generate", "--if-missing", "--noise", "0", "--cloud-cover", "0.25"]) == 0
+    assert len(calls) == 1 and calls[0]["noise_std"] == 0.0 and calls[0]["cloud_cover"] == 0.25
+    assert paths.builtin_is_current(path)
+    assert main(["generate", "--if-missing"]) == 0
+    assert len(calls) == 1
