@@ -28,8 +28,10 @@ def test_config_prints_defaults_as_yaml(capsys):
     code, out, _ = run_cli(capsys, "config", "--task", "interpolation", "--model", "oi")
     assert code == 0
     cfg = yaml.safe_load(out)
-    assert cfg["model"] == {"name": "oi", "lx_deg": 1.0, "ly_deg": 1.0, "lt_days": 7.0, "noise": 0.05,
-                            "remove_mean": True, "precision": "float64"}
+    assert cfg["model"] == {"name": "oi", "lx_deg": 1.0, "ly_deg": 1.0, "lt_days": 7.0,
+                            "noise": "auto", "remove_mean": True, "mean": "train",
+                            "superobs": 0.25, "superobs_days": 1.0, "block_days": 3,
+                            "max_obs": 6000, "precision": "float64"}
     assert cfg["task"]["name"] == "interpolation" and cfg["train"]["device"] == "auto"
     code, out, _ = run_cli(capsys, "config", "--model", "oi", "--set", "model.lt_days=5")
     assert yaml.safe_load(out)["model"]["lt_days"] == 5
