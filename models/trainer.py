@@ -134,7 +134,34 @@ class NetworkModel(Mapper):
 
     # -- plumbing -------------------------------------------------------------------------
     def task_io(self, task: Task) -> NetworkIO:
-        return task.network_io(getattr(self.params, "window", None))
+        io = task.network_io(getattr(self.params, "window", None))
+        if getattr(self.params, "first_guess", "none") == "oi" and task.kind == "interpolation":
+            io = self._with_first_guess(task, io)
+        return io
+
+    def _with_first_guess(self, task: Task, io: NetworkIO) -> NetworkIO:
+        """Add the OI's map of every time step as an input block (normalised like the truth)
+        and make its centre step the base: the network learns the OI's correction.
+
+        The OI (default :class:`models.oi.OIParams`) runs once per task object and is kept
+        on it, so fit and predict share it.
+        """
+        from models.oi import OIMapper, OIParams
+
+        cache = task.__dict__.setdefault("_first_guess", {})
+        if "oi" not in cache:
+            oi = OIMapper(OIParams(), device=self.device, seed=self.seed)
+            cache["oi"] = oi.predict(task, pd.DatetimeIndex(task.truth["time"].values))
+        sources = [*io.sources, cache["oi"]]
+        masks = [*io.masks, False]
+        scales = [*(io.scales or [None] * len(io.sources)), None]
+        centre = list(io.in_offsets).index(0)
+        n = len(io.in_offsets)
+        out = NetworkIO(sources=sources, masks=masks, in_offsets=io.in_offsets,
+                        out_offsets=io.out_offsets, rollout=io.rollout, scales=scales,
+                        static=io.static)
+        out.base_channel = (out.channels_per_step - 1) * n + centre
+        return out
 
     def _ensure_network(self, io: NetworkIO) -> nn.Module:
         if self.net is None:

@@ -29,6 +29,9 @@ class UNetParams(ModelParams):
                                                      "in the input (odd, centred)")
     base_channels: int = Field(24, ge=2, le=256, description="channels of the first level")
     depth: int = Field(3, ge=1, le=5, description="number of down-sampling levels")
+    first_guess: Literal["none", "oi"] = Field(
+        "none", description="interpolation: also give the network the optimal interpolation's "
+                            "map (default OI parameters) and learn its correction")
 
     @field_validator("window")
     @classmethod

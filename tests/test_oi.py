@@ -488,3 +488,16 @@ def test_memory_estimate_follows_the_superobservations():
     plan = capped._plan_for(task, task.times("test"))
     assert plan.counts.max() <= 300
     assert sizes[2] <= len(plan.counts) * oi._bytes_per_system(300, 40, 40, 8)
+
+
+def test_the_oi_parameters_it_used_reach_the_prediction_file(mock_ds):
+    from data.tasks import build_interpolation_task
+    from models.oi import OIMapper, OIParams
+
+    task = build_interpolation_task(mock_ds, "ssh", "ssh_obs")
+    times = task.times("test")
+    rec = OIMapper(OIParams(), torch.device("cpu")).predict(task, times)
+    pred = task.prediction_dataset(rec, times)
+    attrs = pred["ssh"].attrs
+    assert attrs["units"] == "m" and attrs["oi_lx_deg"] == 1.0
+    assert 0.05 <= attrs["oi_noise"] <= 2.0 and attrs["oi_noise_source"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -123,3 +124,28 @@ def test_training_reduces_the_error(mock_ds):
     trained = np.sqrt(np.nanmean((model.predict(task, times).values - truth) ** 2))
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     assert trained < 0.8 * untrained
+
+
+def test_oi_first_guess_is_an_input_block_and_the_base(mock_ds):
+    from models.oi import OIMapper, OIParams
+
+    task = build_interpolation_task(mock_ds, "ssh", "ssh_obs")
+    model = UNetMapper(UNetParams(**TINY, first_guess="oi"), torch.device("cpu"), seed=0)
+    io = model.task_io(task)
+    # obs, obs mask, first guess (3 steps each), then the training-mean map
+    assert io.in_channels == 3 * 3 + 1 and io.masks == [True, False]
+    assert io.base_channel == 2 * 3 + 1  # the first guess at the window's centre
+    oi = OIMapper(OIParams(), torch.device("cpu")).predict(
+        task, pd.DatetimeIndex(task.truth["time"].values))
+    norm = Normalisation.from_task(task)
+    x = WindowTensors.__mro__[1](task, io, norm, torch.device("cpu")).inputs(
+        torch.tensor([20]))[0].numpy()
+    ocean = task.mask.values
+    np.testing.assert_allclose(x[io.base_channel][ocean],
+                               ((oi.values[20] - norm.mean) / norm.std)[ocean], rtol=1e-4, atol=1e-5)
+    # an untrained network's increment is small: the output starts near the OI
+    model.fit(task, TrainSettings(epochs=1, **TINY_TRAIN))
+    pred = model.predict(task, task.times("test"))
+    assert np.isfinite(pred.values[:, ocean]).all()
+    # computed once per task object and reused by predict
+    assert "oi" in task.__dict__["_first_guess"]

@@ -332,8 +332,10 @@ def base_prediction_dataset(task: Task, rec: xr.DataArray, times: pd.DatetimeInd
     truth = task.truth.sel(time=times)
     ds = xr.Dataset(
         {
+            # the method's own attributes (e.g. the OI's estimated noise ratio) are kept
             name: rec.astype(np.float32).assign_attrs(
-                {**truth.attrs, "long_name": f"{task.name} prediction of {name}"}),
+                {**truth.attrs, **{k: v for k, v in rec.attrs.items() if k not in truth.attrs},
+                 "long_name": f"{task.name} prediction of {name}"}),
             "truth": truth.assign_attrs(truth.attrs),
             **{k: v.astype(np.float32) for k, v in inputs.items()},
             "mask": task.mask.astype(np.int8).assign_attrs(long_name="ocean mask (1 = ocean)"),
