@@ -58,6 +58,23 @@ class TaskTensors:
                 blocks.append(torch.from_numpy(np.pad(seen.astype(np.float32), pad)).to(device))
         #: one (T + pads, H, W) tensor per channel block
         self.blocks = blocks
+        #: per source with a clean field: (value block, mask block, clean field normalised
+        #: like the source and zero where unusable, its usability, normalised noise)
+        self.resamplable = []
+        block = 0
+        for k, with_mask in enumerate(io.masks):
+            spec = io.clean[k] if io.clean else None
+            if spec is not None and with_mask:
+                field, noise = spec
+                values = np.asarray(field.transpose("time", "lat", "lon").values, dtype=np.float32)
+                usable = np.isfinite(values)
+                offset, scale = io.scale_of(k) or (norm.mean, norm.std)
+                z = np.where(usable, (values - offset) / scale, 0.0).astype(np.float32)
+                self.resamplable.append((
+                    block, block + 1, torch.from_numpy(np.pad(z, pad)).to(device),
+                    torch.from_numpy(np.pad(usable.astype(np.float32), pad)).to(device),
+                    noise / scale))
+            block += 2 if with_mask else 1
         #: static channels (1, n_static, H, W), normalised like the truth, zero where NaN
         self.static = None
         if io.static:
@@ -137,7 +154,8 @@ class RandomPatchBatches(Dataset):
     """
 
     def __init__(self, tensors: WindowTensors, days: np.ndarray, patch: int, batch_size: int,
-                 steps: int, seed: int = 0, flips: bool = False, transposes: bool = False):
+                 steps: int, seed: int = 0, flips: bool = False, transposes: bool = False,
+                 resample: float = 0.0):
         self.t = tensors
         self.days = torch.as_tensor(days, dtype=torch.long, device=tensors.device)
         H, W = tensors.shape
@@ -147,6 +165,7 @@ class RandomPatchBatches(Dataset):
         self.seed = seed
         self.flips = flips
         self.transposes = transposes and self.size[0] == self.size[1]
+        self.resample = resample if tensors.resamplable else 0.0
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -165,6 +184,8 @@ class RandomPatchBatches(Dataset):
         j0 = torch.randint(W - self.size[1] + 1, (n,), generator=g).to(self.days.device)
         x = self.t.inputs(day, i0, j0, self.size)
         y, w = self.t.targets(day, i0, j0, self.size)
+        if self.resample > 0:
+            x = self._resample(x, day, i0, j0, g)
         if self.flips:
             if bool(torch.rand((), generator=g) < 0.5):
                 x, y, w = x.flip(-1), y.flip(-1), w.flip(-1)
@@ -173,6 +194,34 @@ class RandomPatchBatches(Dataset):
         if self.transposes and bool(torch.rand((), generator=g) < 0.5):
             x, y, w = x.transpose(-1, -2), y.transpose(-1, -2), w.transpose(-1, -2)
         return x, y, w
+
+
+    def _resample(self, x: torch.Tensor, day: torch.Tensor, i0: torch.Tensor, j0: torch.Tensor,
+                  g: torch.Generator) -> torch.Tensor:
+        """Replace, for a random ``self.resample`` share of the samples, the observations of
+        each resamplable source by new ones: the sampling pattern (mask window) of another
+        random step of the record at the same place, applied to the sample's own clean
+        field (training truth only) with fresh noise. The same truth is then seen through
+        many track patterns, which is what a network must generalise over."""
+        n = len(day)
+        pick = torch.rand(n, generator=g) < self.resample
+        if not bool(pick.any()):
+            return x
+        t = self.t
+        steps = len(t.io.in_offsets)
+        other = torch.randint(t.n_time, (n,), generator=g).to(day.device)
+        x = x.clone()
+        rows = pick.nonzero()[:, 0].to(day.device)
+        for b_val, b_mask, clean, usable, noise in t.resamplable:
+            own = _patch_index(day[rows, None] + t._in[None, :], i0[rows], j0[rows], self.size)
+            far = _patch_index(other[rows, None] + t._in[None, :], i0[rows], j0[rows], self.size)
+            mask = t.blocks[b_mask][far] * usable[own]
+            values = clean[own]
+            if noise > 0:
+                values = values + noise * torch.randn(values.shape, generator=g).to(values.device)
+            x[rows, b_val * steps:(b_val + 1) * steps] = values * mask
+            x[rows, b_mask * steps:(b_mask + 1) * steps] = mask
+        return x
 
 
 class FullFieldBatches(Dataset):

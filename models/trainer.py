@@ -83,6 +83,10 @@ class TrainSettings(BaseModel):
     loss: list[LossTerm] = Field(default_factory=lambda: [LossTerm()],
                                  description="weighted loss terms, e.g. [{name: mse}, "
                                              "{name: gradient, weight: 0.5}]")
+    resample_obs: float | None = Field(
+        None, ge=0, le=1, description="share of training samples whose observations are redrawn "
+                                      "from the training truth with another day's sampling "
+                                      "pattern and fresh noise (default: the task's choice)")
     early_stopping_patience: int | None = Field(
         None, ge=1, le=100_000, description="stop after this many epochs without a better "
                                             "validation loss (none: train every epoch)")
@@ -143,16 +147,20 @@ class NetworkModel(Mapper):
         """Add the OI's map of every time step as an input block (normalised like the truth)
         and make its centre step the base: the network learns the OI's correction.
 
-        The OI (default :class:`models.oi.OIParams`) runs once per task object and is kept
-        on it, so fit and predict share it.
+        The OI (:class:`models.oi.OIParams` from the model's ``first_guess_params``) runs once
+        per task object and parameters and is kept on it, so fit and predict share it.
         """
         from models.oi import OIMapper, OIParams
 
+        given = {k: v for k, v in getattr(self.params, "first_guess_params", {}).items()
+                 if k != "name"}
+        params = OIParams(**given)
+        key = params.model_dump_json()
         cache = task.__dict__.setdefault("_first_guess", {})
-        if "oi" not in cache:
-            oi = OIMapper(OIParams(), device=self.device, seed=self.seed)
-            cache["oi"] = oi.predict(task, pd.DatetimeIndex(task.truth["time"].values))
-        sources = [*io.sources, cache["oi"]]
+        if key not in cache:
+            oi = OIMapper(params, device=self.device, seed=self.seed)
+            cache[key] = oi.predict(task, pd.DatetimeIndex(task.truth["time"].values))
+        sources = [*io.sources, cache[key]]
         masks = [*io.masks, False]
         scales = [*(io.scales or [None] * len(io.sources)), None]
         centre = list(io.in_offsets).index(0)
@@ -219,7 +227,9 @@ class NetworkModel(Mapper):
                       else "transposes" in task.augmentations)
         train = RandomPatchBatches(tensors, task.sample_index("train"), s.patch_size, s.batch_size,
                                    s.steps_per_epoch, seed=self.seed, flips=flips,
-                                   transposes=transposes)
+                                   transposes=transposes,
+                                   resample=(s.resample_obs if s.resample_obs is not None
+                                             else task.resample_obs))
         n_lat, n_lon = tensors.shape
         val = FullFieldBatches(tensors, task.sample_index("val"),
                                batch_size=min(max(1, s.batch_size // 2),

@@ -10,7 +10,7 @@ size works: the network pads its input to a multiple of ``2**depth`` and crops t
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +31,18 @@ class UNetParams(ModelParams):
     depth: int = Field(3, ge=1, le=5, description="number of down-sampling levels")
     first_guess: Literal["none", "oi"] = Field(
         "none", description="interpolation: also give the network the optimal interpolation's "
-                            "map (default OI parameters) and learn its correction")
+                            "map and learn its correction")
+    first_guess_params: dict[str, Any] = Field(
+        default_factory=dict, description="parameters of that OI (keys of the oi model, e.g. "
+                                          "{lx_deg: 0.6, lt_days: 5}; default: its defaults)")
+
+    @field_validator("first_guess_params")
+    @classmethod
+    def _oi_params(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from models.oi import OIParams
+
+        OIParams(**{k: x for k, x in v.items() if k != "name"})  # refuse unknown keys early
+        return v
 
     @field_validator("window")
     @classmethod

@@ -148,4 +148,45 @@ def test_oi_first_guess_is_an_input_block_and_the_base(mock_ds):
     pred = model.predict(task, task.times("test"))
     assert np.isfinite(pred.values[:, ocean]).all()
     # computed once per task object and reused by predict
-    assert "oi" in task.__dict__["_first_guess"]
+    assert len(task.__dict__["_first_guess"]) == 1
+    with pytest.raises(ValueError, match="nope"):
+        UNetParams(first_guess="oi", first_guess_params={"nope": 1})
+
+
+def test_resampled_observations_are_training_truth_seen_through_other_tracks(mock_ds):
+    task = build_interpolation_task(mock_ds, "ssh", "ssh_obs")
+    task.obs.attrs["noise_std"] = 0.0
+    norm = Normalisation.from_task(task)
+    tens = WindowTensors(task, norm, window=3, device=torch.device("cpu"))
+    batches = RandomPatchBatches(tens, task.index("train"), patch=8, batch_size=6, steps=2,
+                                 seed=3, resample=1.0)
+    g = torch.Generator().manual_seed(0)
+    day = torch.as_tensor(task.index("train")[5:11])
+    i0, j0 = torch.zeros(6, dtype=torch.long), torch.zeros(6, dtype=torch.long)
+    x0 = tens.inputs(day, i0, j0, (8, 8))
+    x = batches._resample(x0, day, i0, j0, g)
+    train = task.truth.values[task.index("train")]
+    mean = np.nanmean(train, axis=0)
+    spread = np.nanstd(train - mean)
+    truth = task.truth.values
+    changed = 0
+    for b in range(6):
+        for k, d in enumerate(range(int(day[b]) - 1, int(day[b]) + 2)):
+            seen = x[b, 3 + k].numpy().astype(bool)
+            assert set(np.unique(x[b, 3 + k].numpy())) <= {0.0, 1.0}
+            expected = ((truth[d] - mean) / spread)[:8, :8]
+            np.testing.assert_allclose(x[b, k].numpy()[seen], expected[seen], rtol=1e-4, atol=1e-5)
+            assert np.all(x[b, k].numpy()[~seen] == 0)
+        changed += not torch.equal(x[b, 3:6], x0[b, 3:6])
+    assert changed >= 4  # other days' track patterns, not the sample's own
+    # the static and other channels are untouched
+    torch.testing.assert_close(x[:, 6:], x0[:, 6:])
+
+
+def test_resampling_never_reads_truth_outside_the_training_period(mock_ds):
+    task = build_interpolation_task(mock_ds, "ssh", "ssh_obs")
+    io = task.network_io(3)
+    clean, _ = io.clean[0]
+    outside = ~clean["time"].isin(task.times("train")).values
+    assert np.isnan(clean.values[outside]).all()
+    assert np.isfinite(clean.values[~outside][:, task.mask.values]).all()

@@ -92,6 +92,10 @@ class NetworkIO:
     static : time-invariant input fields ``(lat, lon)`` in the truth's units (normalised like
         the truth, zero where NaN), one channel each, after all the time blocks (channel
         ``in_channels − len(static) + k`` is ``static[k]``).
+    clean : per source, ``(field, noise)``: the noise-free field the source observes, in the
+        source's units (NaN where it must not be used) and the standard deviation of its
+        observation noise; lets training draw new observations of the same truth with
+        another step's sampling pattern (see :class:`data.torch_data.RandomPatchBatches`).
     """
 
     sources: list[xr.DataArray]
@@ -102,6 +106,10 @@ class NetworkIO:
     rollout: int = 1
     scales: list[tuple[float, float] | None] | None = None
     static: list[xr.DataArray] = field(default_factory=list)
+    #: per source, the noise-free field it samples (NaN where it may not be used, e.g.
+    #: outside the training period) and the noise of one sample, for training with
+    #: resampled observations (``train.resample_obs``); None where a source has none
+    clean: list[tuple[xr.DataArray, float] | None] | None = None
 
     @property
     def channels_per_step(self) -> int:
@@ -136,6 +144,8 @@ class Task(ABC):
     #: Augmentations a network's training may use when ``train.flips`` / ``train.transposes``
     #: are left at their default (null): "flips", "transposes".
     augmentations: ClassVar[tuple[str, ...]] = ("flips", "transposes")
+    #: Default share of training samples with resampled observations (``train.resample_obs``).
+    resample_obs: ClassVar[float] = 0.0
 
     truth: xr.DataArray
     mask: xr.DataArray

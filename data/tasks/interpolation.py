@@ -111,8 +111,15 @@ class InterpolationTask(Task):
             sources.append(extra)
             masks.append(not bool(extra.notnull().all()))
             scales.append((float(train.mean()) if train.size else 0.0, std if std > 0 else 1.0))
+        # the truth of the training period, transformed like the observations: what
+        # resampled observations are drawn from (never another period's truth)
+        clean = self.truth.where(self.truth["time"].isin(self.times("train")))
+        if static:
+            clean = clean - static[0]
+        noise = float(self.obs.attrs.get("noise_std", 0.0) or 0.0)
         io = NetworkIO(sources=sources, masks=masks, in_offsets=tuple(range(-half, half + 1)),
-                       out_offsets=(0,), scales=scales, static=static)
+                       out_offsets=(0,), scales=scales, static=static,
+                       clean=[(clean, noise)] + [None] * (len(sources) - 1))
         if static:
             io.base_channel = io.in_channels - 1
         return io
