@@ -1,7 +1,10 @@
 """UNet CNN, the network of every task's learned baseline.
 
-For interpolation its inputs are ``window`` time steps of observations (normalised, zero
-where missing) and their masks, its output the field at the window's centre; for a forecast
+For interpolation its inputs are ``window`` time steps of observations (departures from the
+training period's mean map, normalised, zero where missing) and their masks, any extra input
+(``data.aux``, e.g. SST) over the same window, optionally the optimal interpolation's map as a
+first guess (``first_guess=oi``: the output is then the OI plus a learned correction), and the
+mean map itself; its output the field at the window's centre; for a forecast
 the last ``task.history`` states and the next ``task.horizon`` states (direct) or the next
 one (rollout); for downscaling the interpolated coarse field and the fine one. Training,
 normalisation and reconstruction are the shared trainer's (:mod:`models.trainer`). Any grid
