@@ -291,9 +291,12 @@ def test_experiment_widgets_come_from_params(workspace: Path, mock_nc: Path):
     at = _experiment_on(mock_nc)
     assert at.selectbox(key="exp.model").options == registry.available("interpolation")
     oi = registry.get("oi").Params.model_fields
-    noise = at.number_input(key="exp.model.oi.noise")
-    assert noise.value == oi["noise"].default
-    assert noise.help == oi["noise"].description
+    lx = at.number_input(key="exp.model.oi.lx_deg")
+    assert lx.value == oi["lx_deg"].default
+    assert lx.help == oi["lx_deg"].description
+    # a number or "auto": typed as text, read as YAML
+    noise = at.text_input(key="exp.model.oi.noise")
+    assert noise.value == "auto" and noise.help == oi["noise"].description
     assert at.checkbox(key="exp.model.oi.remove_mean").value is True
     assert at.selectbox(key="exp.train.device").options == ["auto", "cpu", "cuda"]
     assert at.selectbox(key="exp.obs").options[:2] == ["default (ssh_obs)", "simulation"]
@@ -333,7 +336,7 @@ def test_experiment_bad_parameter_shows_error(
 ):
     at = _experiment_on(mock_nc)
     at.selectbox(key="exp.model").set_value("oi").run()
-    at.number_input(key="exp.model.oi.noise").set_value(0.0)
+    at.text_input(key="exp.model.oi.noise").set_value("0")
     at.button(key="exp.launch").click().run()
     assert not at.exception
     assert len(at.error) == 1
