@@ -158,6 +158,14 @@ def test_extra_inputs_get_their_own_normalisation_and_no_mask_when_gap_free(mock
     assert offset == pytest.approx(train.mean(), rel=1e-5)
     assert scale == pytest.approx(train.std(), rel=1e-4)
     assert io.in_channels == 3 * 3 and io.base_channel is None
+    # with the default background, departures from the SST's own training mean map
+    anomalies = build_interpolation_task(ds, "ssh", "ssh_obs", aux="sst").network_io(3)
+    offset, scale = anomalies.scales[1]
+    departures = train - train.mean(axis=0)
+    assert offset == pytest.approx(0.0, abs=1e-5)
+    assert scale == pytest.approx(departures.std(), rel=1e-3)
+    np.testing.assert_allclose(anomalies.sources[1].values[task.index("train")], departures,
+                               atol=1e-5)
 
 
 @pytest.mark.parametrize("obs, aux, message", [

