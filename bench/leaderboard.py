@@ -44,6 +44,12 @@ ROWS = {
     "oi-tuned": ("OI, tuned on validation", ["tune", "--model", "oi"], False),
     "unet": ("UNet", ["train", "--model", "unet"], True),
     "unet-sst": ("UNet + SST", ["train", "--model", "unet", "--set", "data.aux=sst"], True),
+    # the 4-nadir tuned OI's parameters (tune's best_params) as the first guess; observations
+    # are not resampled (the first guess is made from the real ones)
+    "unet-oi": ("UNet + tuned-OI first guess",
+                ["train", "--model", "unet", "--set", "model.first_guess=oi", "--set",
+                 "model.first_guess_params={lx_deg: 0.56, ly_deg: 0.427, lt_days: 4.56, "
+                 "noise: 0.58}", "--set", "train.resample_obs=0"], True),
 }
 COLUMNS = ("mu", "mu_anomaly", "sigma", "lambda_x_deg", "lambda_t_days", "rmse", "rmse_u",
            "rmse_v")
