@@ -7,7 +7,8 @@ Usage::
 Prints ``key=value`` lines: the QG model's speed (steps/s, simulated days/s), the time
 ``generate_osse`` takes for the default year and its ratio to the 60 s budget, and the
 statistics of the file it wrote (SSH std, eddy scale, decorrelation time, observed
-fraction). No assertion on time: the numbers depend on the machine and its load.
+fraction) and the targets of SCIENCE.md measured by :func:`data.osse.osse_statistics` (front
+drop, eddy std, spectral slope, decorrelation time). No assertion on time: the numbers depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 import xarray as xr
 
 
-from data.osse import generate_osse
+from data.osse import generate_osse, osse_statistics
 from data.qg import QGModel, QGParams, _cpu_threads, resolve_device
 
 BUDGET_S = 60.0
@@ -95,6 +96,9 @@ def main() -> None:
         print(f"osse_generation_seconds={seconds:.1f} budget_ratio={seconds / BUDGET_S:.2f}")
         for key, value in statistics(path).items():
             print(f"{key}={value:.4g}")
+        with xr.open_dataset(path) as ds:  # the targets of SCIENCE.md, the tests' recipe
+            for key, value in osse_statistics(ds["ssh"]).items():
+                print(f"{key}={value:.4g}")
 
 
 if __name__ == "__main__":
