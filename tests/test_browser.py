@@ -102,9 +102,21 @@ def _choose(page, label: str, option: str) -> None:
     """Pick ``option`` in the Streamlit select box labelled ``label``."""
     from playwright.sync_api import expect
 
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     combo = page.get_by_role("combobox", name=label, exact=True)  # the box's text input
-    combo.click()
-    page.get_by_role("option", name=option, exact=True).click()
+    # A rerun still in flight (after the previous choice) can redraw the page and detach the
+    # open list; then close it and open it again.
+    for attempt in range(3):
+        combo.click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(1_000)
     expect(combo).to_have_value(option, timeout=30_000)
 
 
