@@ -271,25 +271,41 @@ def _cmd_config(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from backend import paths
     from backend.runner import execute
     from backend.store import RunStore
 
     # Everything that can be refused is checked before the run folder exists.
     config = _config_from_args(args)
+    root = _checked_runs_root(config, args)
+    run = execute(config, RunStore(root))
+    return _report_run(run, args)
+
+
+def _checked_runs_root(config, args) -> Path:
+    """The data file (or the built-in dataset's folder) and the runs folder of a command that
+    makes a run, checked before anything runs; returns the runs folder."""
+    from backend import paths
+
     if config.data.path:
         _check_data_file(config.data.path)
     elif not paths.builtin_dataset_path().exists():
         _writable_dir(paths.datasets_dir(), "datasets folder", DataError)
-    root = _writable_dir(paths.runs_dir(args.runs_dir), "--runs-dir" if args.runs_dir else "runs folder")
-    store = RunStore(root)
-    run = execute(config, store)
+    return _writable_dir(paths.runs_dir(args.runs_dir),
+                         "--runs-dir" if args.runs_dir else "runs folder")
+
+
+def _report_run(run, args, extra: dict | None = None, header: str | None = None) -> int:
+    """Print a finished run (``--json``: one object, with ``extra`` keys; else ``header`` then
+    its scores), say its error in one line, and return the exit code: 0 done, 128 + signal
+    cancelled, 2 bad input, 1 internal error."""
     info = run.info()
     metrics = run.metrics()
     if args.json:
         print(json.dumps({"run_id": run.id, "status": info["status"], "metrics": metrics,
-                          "error": info.get("error")}, default=str))
+                          **(extra or {}), "error": info.get("error")}, default=str))
     else:
+        if header:
+            print(header)
         print(f"run {run.id}: {info['status']}  ({run.path})")
         for k, v in metrics.items():
             if not isinstance(v, dict):
@@ -312,7 +328,6 @@ def _cmd_tune(args) -> int:
     """Search the model's parameters on the validation period (Optuna), then run the best
     as an ordinary run with its study in ``tuning.json``/``tuning.csv`` (see
     :mod:`backend.tuning`). Output and exit codes as ``train``."""
-    from backend import paths
     from backend.store import RunStore
     from backend.tuning import check_search_space, metric_direction, tune
 
@@ -320,43 +335,19 @@ def _cmd_tune(args) -> int:
     config = _config_from_args(args)
     metric_direction(args.metric)
     check_search_space(config)
-    if config.data.path:
-        _check_data_file(config.data.path)
-    elif not paths.builtin_dataset_path().exists():
-        _writable_dir(paths.datasets_dir(), "datasets folder", DataError)
-    root = _writable_dir(paths.runs_dir(args.runs_dir), "--runs-dir" if args.runs_dir else "runs folder")
+    root = _checked_runs_root(config, args)
     result = tune(config, RunStore(root), n_trials=args.trials, metric=args.metric,
                   timeout=args.timeout)
-    run = result.run
-    info = run.info()
-    metrics = run.metrics()
-    if args.json:
-        print(json.dumps({"run_id": run.id, "status": info["status"], "metrics": metrics,
-                          "best_params": result.best_params, "best_value": result.best_value,
-                          "metric": result.metric, "direction": result.direction,
-                          "n_trials": result.n_trials, "n_failed": result.n_failed,
-                          "error": info.get("error")}, default=str))
-    else:
-        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in result.best_params.items())
-        print(f"tuned {config.model.name}: {result.n_trials} trials ({result.n_failed} failed), "
-              f"best validation {result.metric} = {result.best_value:.4g} with {params}")
-        print(f"run {run.id}: {info['status']}  ({run.path})")
-        for k, v in metrics.items():
-            if not isinstance(v, dict):
-                print(f"  {k:>16}: {v if v is None else f'{v:.4g}'}")
-        for k, why in (metrics.get("notes") or {}).items():
-            print(f"  {k:>16}: null ({why})")
-    if info.get("error"):
-        if info.get("error_kind") == "internal":
-            _say(f"internal error: {info['error']} (details in {run.path / 'run.json'})")
-        else:
-            _say(f"error: {info['error']}")
-    if info["status"] == "done":
-        return 0
-    if info["status"] == "cancelled":  # stopped by a signal: the shell's 128 + signal number
-        return 128 + (signal.SIGTERM if "SIGTERM" in str(info.get("error")) else signal.SIGINT)
-    return 2 if info.get("error_kind") == "input" else 1
+    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                       for k, v in result.best_params.items())
+    return _report_run(
+        result.run, args,
+        extra={"best_params": result.best_params, "best_value": result.best_value,
+               "metric": result.metric, "direction": result.direction,
+               "n_trials": result.n_trials, "n_failed": result.n_failed},
+        header=(f"tuned {config.model.name}: {result.n_trials} trials ({result.n_failed} "
+                f"failed), best validation {result.metric} = {result.best_value:.4g} with "
+                f"{params}"))
 
 
 def _cmd_runs(args) -> int:

@@ -237,14 +237,13 @@ def test_timeout_stops_starting_trials(capsys, oi_space, mock_nc, tmp_path):
 
 
 def test_the_declared_oi_space_is_usable():
-    """models/oi.py's own search space (when it declares one) draws valid OI parameters."""
+    """models/oi.py's own search space draws valid OI parameters."""
     import optuna
 
     from backend.config import build_config
     from backend.tuning import check_search_space, has_search_space, with_model_params
 
-    if not has_search_space(OIParams):
-        pytest.skip("OIParams declares no search space yet")
+    assert has_search_space(OIParams)
     config = build_config(model="oi")
     check_search_space(config)
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
