@@ -264,15 +264,23 @@ class RunStore:
     def create(self, config: dict, run_id: str | None = None, status: str = "queued") -> Run:
         """Make a new run folder with a run.json holding ``config`` and ``status``."""
         model = str((config.get("model") or {}).get("name", "run"))
-        run_id = run_id if run_id is not None else new_run_id(re.sub(r"[^A-Za-z0-9._-]", "_", model) or "run")
-        path = self.path_of(run_id)
-        try:
-            path.mkdir(parents=True, exist_ok=False)
-        except FileExistsError:
-            raise RunError(f"run {run_id!r} already exists in {self.root}") from None
-        except OSError as exc:
-            raise RunError(f"{self.root}: cannot create a run folder here "
-                           f"({exc.strerror or exc})") from None
+        chosen = run_id is not None
+        # A generated id has 16 random bits per second and model: two runs made in the same
+        # second can collide (about one in 65,536), so a generated id is drawn again.
+        for _ in range(1 if chosen else 20):
+            if not chosen:
+                run_id = new_run_id(re.sub(r"[^A-Za-z0-9._-]", "_", model) or "run")
+            path = self.path_of(run_id)
+            try:
+                path.mkdir(parents=True, exist_ok=False)
+                break
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise RunError(f"{self.root}: cannot create a run folder here "
+                               f"({exc.strerror or exc})") from None
+        else:
+            raise RunError(f"run {run_id!r} already exists in {self.root}")
         run = Run(path)
         run.update(id=run_id, status=status, config=config, created=now_iso())
         return run

@@ -76,6 +76,29 @@ def test_store_refuses_a_symlinked_run_folder(tmp_path: Path):
     assert [r.id for r in store.runs()] == []
 
 
+def test_a_generated_id_that_collides_is_drawn_again(tmp_path: Path, monkeypatch):
+    """Two runs of one model made in the same second may draw the same 4 hex digits."""
+    from backend import store as store_module
+
+    draws = iter(["abcd", "abcd", "abcd", "ef01"])
+    monkeypatch.setattr(store_module.secrets, "token_hex", lambda n: next(draws))
+    monkeypatch.setattr(store_module, "datetime", _FrozenClock)
+    store = RunStore(tmp_path / "runs")
+    first = store.create({"model": {"name": "oi"}})
+    second = store.create({"model": {"name": "oi"}})
+    assert first.id == "20261130-120000-oi-abcd"
+    assert second.id == "20261130-120000-oi-ef01"
+    with pytest.raises(RunError, match="already exists"):
+        store.create({"model": {"name": "oi"}}, run_id=first.id)
+
+
+class _FrozenClock:
+    @staticmethod
+    def now(tz=None):
+        from datetime import datetime
+        return datetime(2026, 11, 30, 12, 0, 0, tzinfo=tz)
+
+
 def test_valid_ids_pass():
     for good in ("20261130-120000-oi-ab12", "my.run_2", "A-b.c_d"):
         assert check_run_id(good) == good
