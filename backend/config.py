@@ -64,6 +64,18 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+class PhysicsConfig(_Section):
+    """Quasi-geostrophic constants (SI) that override or supply the data's attributes
+    (``qg_f0``, ``qg_beta``, ``qg_Ld``, ``qg_g``): for the PINN and ``physics_residual``."""
+
+    f0: float | None = Field(None, description="Coriolis parameter f0 (s⁻¹), e.g. 9e-5")
+    beta: float | None = Field(None, description="β = df/dy (m⁻¹ s⁻¹), e.g. 1.7e-11")
+    Ld: float | None = Field(None, gt=0, description="first baroclinic deformation radius (m), "
+                                                     "e.g. 35000")
+    g: float | None = Field(None, gt=0, description="gravity in ψ = g η / f0 (m s⁻²); "
+                                                    "default 9.81")
+
+
 class DataConfig(_Section):
     path: str | None = Field(
         None, description="NetCDF file or glob; unset (null) = the built-in OSSE dataset")
@@ -79,6 +91,9 @@ class DataConfig(_Section):
                           "normalised by their own training-period statistics")
     obs_noise: float = Field(0.02, ge=0, description="noise (data units) of simulated observations")
     obs_seed: int = Field(0, ge=0, description="seed of the simulated observations")
+    physics: PhysicsConfig | None = Field(
+        None, description="quasi-geostrophic constants overriding the data's attributes "
+                          "(f0, beta, Ld, g), for the PINN and the physics residual")
 
     _texts = field_validator("path", "var")(_check_text)
     _seeds = field_validator("obs_seed")(_check_seed)

@@ -29,6 +29,7 @@ from backend.liveness import RunCancelled, identity, supervised
 from backend.store import Run, RunStore, now_iso
 from data.canonical import fingerprint, open_dataset
 from oceanlab_errors import ConfigError, OceanLabError
+from data.physics import resolve_physics
 from data.tasks import Task, TaskContext, get_task
 from models import registry
 
@@ -85,8 +86,11 @@ def build_task(config: ExperimentConfig, path: Path | None = None,
         return run.prediction()
 
     task_cls = get_task(config.task.name)
-    return task_cls.build(ds, config.data, config.task, label=str(path),
+    task = task_cls.build(ds, config.data, config.task, label=str(path),
                           context=TaskContext(run_prediction=run_prediction))
+    override = config.data.physics.model_dump() if config.data.physics is not None else None
+    task.physics, task.physics_note = resolve_physics(ds.attrs, override)
+    return task
 
 
 def _record_end(run: Run, t0: float, timings: dict, **fields) -> None:

@@ -29,11 +29,14 @@ def register(name: str):
 
 def _load_builtin() -> None:
     # One line per built-in model; importing the module runs its @register.
+    import models.autoencoder  # noqa: F401
     import models.bicubic  # noqa: F401
     import models.climatology  # noqa: F401
     import models.convlstm  # noqa: F401
+    import models.eof  # noqa: F401
     import models.oi  # noqa: F401
     import models.persistence  # noqa: F401
+    import models.pinn  # noqa: F401
     import models.unet  # noqa: F401
 
 

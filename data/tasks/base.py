@@ -25,6 +25,7 @@ import pandas as pd
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from data.physics import QGPhysics
 from oceanlab_errors import DataError
 
 #: Values this large are fill values that the file did not declare (see data.canonical).
@@ -150,6 +151,11 @@ class Task(ABC):
     truth: xr.DataArray
     mask: xr.DataArray
     periods: dict[str, tuple[pd.Timestamp, pd.Timestamp]]
+    #: The data's quasi-geostrophic constants (:func:`data.physics.resolve_physics`, set by
+    #: the backend from the file's attributes and ``data.physics``), or None with the reason
+    #: in ``physics_note``.
+    physics: QGPhysics | None = None
+    physics_note: str = "the task was built without the data's quasi-geostrophic constants"
 
     @property
     def kind(self) -> str:
