@@ -92,6 +92,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _grid_values(text: str) -> tuple[str, list]:
+    """``FIELD=V1,V2,…`` → ``(FIELD, [V1, V2, …])``, values read as YAML scalars like --set
+    (``model.`` before the field is allowed)."""
+    from backend.config import _yaml_scalar
+
+    key, sep, values = text.partition("=")
+    key = key.strip().removeprefix("model.")
+    items = [v.strip() for v in values.split(",")]
+    if not sep or not key or not values.strip() or not all(items):
+        raise argparse.ArgumentTypeError(f"expected FIELD=V1,V2,… (got {text!r})")
+    return key, [_yaml_scalar(v) for v in items]
+
+
 def _seed(text: str) -> int:
     from backend.config import SEED_MAX
 
@@ -329,15 +342,25 @@ def _cmd_tune(args) -> int:
     as an ordinary run with its study in ``tuning.json``/``tuning.csv`` (see
     :mod:`backend.tuning`). Output and exit codes as ``train``."""
     from backend.store import RunStore
-    from backend.tuning import check_search_space, metric_direction, tune
+    from backend.tuning import DEFAULT_TRIALS, check_grid, check_search_space, metric_direction, tune
 
     # Everything that can be refused is checked before any trial runs.
     config = _config_from_args(args)
     metric_direction(args.metric)
-    check_search_space(config)
+    grid = None
+    if args.grid:
+        grid = {}
+        for key, values in args.grid:
+            if key in grid:
+                raise ConfigError(f"--grid {key}: given twice; list all its values in one --grid")
+            grid[key] = values
+        check_grid(config, grid)
+    else:
+        check_search_space(config)
     root = _checked_runs_root(config, args)
-    result = tune(config, RunStore(root), n_trials=args.trials, metric=args.metric,
-                  timeout=args.timeout)
+    trials = args.trials if args.trials is not None or grid else DEFAULT_TRIALS
+    result = tune(config, RunStore(root), n_trials=trials, metric=args.metric,
+                  timeout=args.timeout, grid=grid)
     params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                        for k, v in result.best_params.items())
     return _report_run(
@@ -478,8 +501,11 @@ def build_parser() -> argparse.ArgumentParser:
     tu = sub.add_parser("tune", help="search a model's parameters on the validation period "
                                      "(Optuna), then run the best like train")
     experiment_flags(tu, True)
-    tu.add_argument("--trials", type=_positive_int, default=30,
-                    help="number of trials (default 30)")
+    tu.add_argument("--trials", type=_positive_int, default=None,
+                    help="number of trials (default 30; with --grid, the whole grid)")
+    tu.add_argument("--grid", type=_grid_values, action="append", metavar="FIELD=V1,V2,…",
+                    help="sweep these values of a model parameter instead of its search space "
+                         "(repeatable: every combination once), e.g. --grid latent=8,32,128")
     tu.add_argument("--metric", type=_nonempty, default="rmse",
                     help="validation score to optimise (default rmse; lower-is-better scores are "
                          "minimised, higher-is-better ones such as mu maximised)")

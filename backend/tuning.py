@@ -20,13 +20,16 @@
    ``tuned: {metric, direction, best_value, n_trials}``.
 
 The sampler is Optuna's TPE seeded from ``train.seed``: the same config and data give the
-same trials. Optuna keeps the study in memory (no database file) and is imported only here,
+same trials. ``--grid FIELD=V1,V2,…`` (repeatable) sweeps the given values instead, every
+combination once, in order (enqueued trials; the model needs no search space for that): the
+autoencoder's reconstruction error against its latent size, for example. Optuna keeps the study in memory (no database file) and is imported only here,
 only when a search runs. Progress goes to the ``backend.tuning`` logger (INFO); Optuna's own
 logging is reduced to warnings and sent through Python's logging (stderr), never stdout.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -85,6 +88,9 @@ class TuningResult:
     timeout_s: float | None = None
     distributions: dict[str, Any] = field(default_factory=dict)
     run: Run | None = None
+    #: "TPESampler" (the model's search space) or "grid" (``--grid``)
+    sampler: str = "TPESampler"
+    grid: dict[str, list] | None = None
 
     @property
     def n_trials(self) -> int:
@@ -100,7 +106,8 @@ class TuningResult:
 
         return {
             "study_name": self.study_name, "metric": self.metric, "direction": self.direction,
-            "split": SEARCH_SPLIT, "sampler": "TPESampler", "seed": self.seed,
+            "split": SEARCH_SPLIT, "sampler": self.sampler, "grid": self.grid,
+            "seed": self.seed,
             "n_trials": self.n_trials, "n_complete": self.n_trials - self.n_failed,
             "n_failed": self.n_failed, "best_trial": self.best_trial,
             "best_params": self.best_params, "best_value": self.best_value,
@@ -162,6 +169,37 @@ def tunable_models(task: str | None = None) -> list[str]:
     from models import registry
 
     return [n for n in registry.available(task) if has_search_space(registry.get(n).Params)]
+
+
+def check_grid(config: ExperimentConfig, grid: dict[str, list]) -> dict[str, list]:
+    """``grid`` (``--grid FIELD=V1,V2,…``) checked against the config's model: known fields,
+    at least one value each, no value twice, and every value valid for its field (each is
+    validated like ``--set model.FIELD=V``). Returns it. Reads no data."""
+    from models import registry
+
+    name = config.model.name
+    params_cls = registry.get(name).Params
+    if not grid:
+        raise ConfigError("--grid: give at least one FIELD=V1,V2,…")
+    for key, values in grid.items():
+        if key not in params_cls.model_fields or key == "name":
+            valid = ", ".join(f for f in params_cls.model_fields if f != "name")
+            raise ConfigError(f"--grid {key}: not a parameter of model {name!r}; valid: {valid}")
+        if not values:
+            raise ConfigError(f"--grid {key}: give at least one value")
+        odd = [v for v in values if not isinstance(v, str | int | float | bool) or v is None]
+        if odd:
+            raise ConfigError(f"--grid {key}: values must be numbers, texts or booleans "
+                              f"(got {odd[0]!r})")
+        if len({repr(v) for v in values}) != len(values):
+            raise ConfigError(f"--grid {key}: a value is given twice ({values})")
+        for v in values:
+            with_model_params(config, {key: v})
+    return grid
+
+
+def grid_size(grid: dict[str, list]) -> int:
+    return math.prod(len(v) for v in grid.values())
 
 
 def check_search_space(config: ExperimentConfig) -> None:
@@ -254,12 +292,15 @@ def _fmt(params: dict) -> str:
                      for k, v in params.items())
 
 
-def search(config: ExperimentConfig, task: Task, *, n_trials: int = DEFAULT_TRIALS,
+def search(config: ExperimentConfig, task: Task, *, n_trials: int | None = DEFAULT_TRIALS,
            metric: str = "rmse", timeout: float | None = None, device: Any = None,
-           label: str = "") -> TuningResult:
+           label: str = "", grid: dict[str, list] | None = None) -> TuningResult:
     """Run the study on ``task`` (already built) and return it; no run folder is written.
 
     ``timeout`` (seconds): no trial starts after that time (the one running finishes).
+    ``grid`` (``{field: [values]}``): try every combination of these values, in order,
+    instead of the model's search space (a sweep, e.g. the autoencoder's latent
+    size); ``n_trials`` None (or larger) then means the whole grid.
     ConfigError when every trial failed, or when the task has no score ``metric``.
     """
     import optuna
@@ -267,19 +308,33 @@ def search(config: ExperimentConfig, task: Task, *, n_trials: int = DEFAULT_TRIA
 
     from models import registry
 
+    if grid is not None:
+        check_grid(config, grid)
+        n_trials = grid_size(grid) if n_trials is None else min(n_trials, grid_size(grid))
+    elif n_trials is None:
+        n_trials = DEFAULT_TRIALS
     if n_trials < 1:
         raise ConfigError(f"--trials {n_trials}: a search needs at least 1 trial")
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
         raise ConfigError(f"--timeout {timeout}: expected a number of seconds > 0")
     direction = metric_direction(metric)
-    check_search_space(config)
     name = config.model.name
     params_cls = registry.get(name).Params
     seed = config.train.seed
     study_name = f"tune-{name}-{config.task.name}-{metric}-seed{seed}"
-    study = optuna.create_study(
-        study_name=study_name, direction=direction,
-        sampler=optuna.samplers.TPESampler(seed=seed % 2**32))
+    if grid is None:
+        check_search_space(config)
+        sampler = optuna.samplers.TPESampler(seed=seed % 2**32)
+    else:
+        _quiet_optuna()
+        study_name += "-grid"
+        sampler = optuna.samplers.RandomSampler(seed=seed % 2**32)  # every trial is enqueued
+    study = optuna.create_study(study_name=study_name, direction=direction, sampler=sampler)
+    if grid is not None:
+        # Every combination, in order, as enqueued trials (Optuna's GridSampler stops the
+        # study from inside tell(), which the ask-and-tell loop here does not allow).
+        for values in itertools.product(*grid.values()):
+            study.enqueue_trial(dict(zip(grid, values, strict=True)))
     records: list[TrialRecord] = []
     distributions: dict[str, Any] = {}
     first_error: tuple[TrialRecord, str] | None = None
@@ -294,7 +349,8 @@ def search(config: ExperimentConfig, task: Task, *, n_trials: int = DEFAULT_TRIA
         error: str | None = None
         value: float | None = None
         try:
-            params = _drawn(params_cls, trial, name)
+            params = (_drawn(params_cls, trial, name) if grid is None
+                      else {k: trial.suggest_categorical(k, v) for k, v in grid.items()})
             scores = evaluate(with_model_params(config, params), task, device, label)
         except OceanLabError as exc:
             error = str(exc)
@@ -340,13 +396,16 @@ def search(config: ExperimentConfig, task: Task, *, n_trials: int = DEFAULT_TRIA
     return TuningResult(study_name=study_name, metric=metric, direction=direction, seed=seed,
                         trials=records, best_trial=best.number, best_params=best_record.params,
                         best_value=float(best_record.value), total_s=total, timeout_s=timeout,
-                        distributions=distributions)
+                        distributions=distributions,
+                        sampler="TPESampler" if grid is None else "grid", grid=grid)
 
 
-def tune(config: ExperimentConfig, store: RunStore, *, n_trials: int = DEFAULT_TRIALS,
-         metric: str = "rmse", timeout: float | None = None) -> TuningResult:
+def tune(config: ExperimentConfig, store: RunStore, *, n_trials: int | None = DEFAULT_TRIALS,
+         metric: str = "rmse", timeout: float | None = None,
+         grid: dict[str, list] | None = None) -> TuningResult:
     """Search on the validation period, then run the best parameters as an ordinary run of
-    ``store`` and record the study in its folder (see the module docstring).
+    ``store`` and record the study in its folder (see the module docstring). ``grid``: a
+    sweep over these values instead of the model's search space (see :func:`search`).
 
     Raises an OceanLabError for bad input found before the final run (no search space, an
     unknown metric, unusable data, every trial failed); the final run itself never raises
@@ -357,19 +416,23 @@ def tune(config: ExperimentConfig, store: RunStore, *, n_trials: int = DEFAULT_T
     from backend.runner import build_task, execute, resolve_data_path
     from backend.store import atomic_write_bytes, atomic_write_json
 
-    if n_trials < 1:
+    if n_trials is not None and n_trials < 1:
         raise ConfigError(f"--trials {n_trials}: a search needs at least 1 trial")
     metric_direction(metric)
-    check_search_space(config)
+    if grid is None:
+        check_search_space(config)
+    else:
+        check_grid(config, grid)
     path = resolve_data_path(config)
     resources.check_before_loading(config, path)
     tic = time.perf_counter()
     task = build_task(config, path, store)
     log.info("task %s built in %.1fs (%d train, %d val steps); %d trials",
              config.task.name, time.perf_counter() - tic, len(task.sample_times("train")),
-             len(task.sample_times(SEARCH_SPLIT)), n_trials)
+             len(task.sample_times(SEARCH_SPLIT)),
+             n_trials if n_trials is not None else grid_size(grid or {}))
     result = search(config, task, n_trials=n_trials, metric=metric, timeout=timeout,
-                    device=choose_device(config.train.device), label=str(path))
+                    device=choose_device(config.train.device), label=str(path), grid=grid)
     del task
     best = with_model_params(config, result.best_params)
     log.info("running the best parameters on the test period")

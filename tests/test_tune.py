@@ -251,3 +251,49 @@ def test_the_declared_oi_space_is_usable():
     assert {"lx_deg", "ly_deg", "lt_days", "noise"} <= set(space)
     tuned = with_model_params(config, space)
     assert all(getattr(tuned.model, k) == v for k, v in space.items())
+
+
+def test_grid_sweeps_every_value_once_even_without_a_search_space(capsys, mock_nc, tmp_path):
+    """``--grid``: every combination once (the latent-size sweep of the autoencoder); each
+    trial's validation score is the one ``evaluate`` gives for those values."""
+    from backend.config import build_config
+    from backend.runner import build_task
+    from backend.tuning import evaluate
+
+    runs = tmp_path / "runs"
+    code, result, err = tune(capsys, mock_nc, runs, "--grid", "lx_deg=0.5,1.0,2.0",
+                             "--grid", "model.lt_days=2,4")
+    assert code == 0, err
+    assert result["n_trials"] == 6 and result["n_failed"] == 0
+    study = json.loads((runs / result["run_id"] / "tuning.json").read_text())
+    assert study["sampler"] == "grid"
+    assert study["grid"] == {"lx_deg": [0.5, 1.0, 2.0], "lt_days": [2, 4]}
+    tried = sorted((t["params"]["lx_deg"], t["params"]["lt_days"]) for t in study["trials"])
+    assert tried == [(0.5, 2), (0.5, 4), (1.0, 2), (1.0, 4), (2.0, 2), (2.0, 4)]
+    values = {(t["params"]["lx_deg"], t["params"]["lt_days"]): t["value"] for t in study["trials"]}
+    assert study["best_value"] == min(values.values())
+    # the value of one grid point, recomputed outside the search
+    config = build_config(base={"data": {"path": str(mock_nc), "var": "ssh", "obs": "ssh_obs"},
+                                "model": {"name": "oi", "lx_deg": 2.0, "lt_days": 2}})
+    scores = evaluate(config, build_task(config), None, "x")
+    assert values[(2.0, 2)] == pytest.approx(scores["rmse"], rel=1e-6)
+    # --trials caps the grid
+    code, result, err = tune(capsys, mock_nc, tmp_path / "runs2", "--grid", "lx_deg=0.5,1.0,2.0",
+                             "--trials", 2)
+    assert code == 0, err and result["n_trials"] == 2
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--grid", "nope=1,2"], ["--grid nope", "not a parameter of model 'oi'"]),
+    (["--grid", "lx_deg=-1,2"], ["lx_deg"]),
+    (["--grid", "lx_deg=1,1"], ["--grid lx_deg", "twice"]),
+    (["--grid", "lx_deg"], ["FIELD=V1,V2"]),
+    (["--grid", "lx_deg=1,2", "--grid", "lx_deg=3"], ["--grid lx_deg", "given twice"]),
+], ids=["unknown-field", "invalid-value", "repeated-value", "no-values", "field-twice"])
+def test_bad_grid_is_one_line_exit_2(capsys, mock_nc, tmp_path, argv, words):
+    runs = tmp_path / "runs"
+    code, out, err = run_cli(capsys, "tune", "--data", mock_nc, "--model", "oi", *argv,
+                             "--runs-dir", runs, "--json")
+    assert code == 2 and out == ""
+    _one_error_line(err, *words)
+    assert not runs.exists() or not any(runs.iterdir())
