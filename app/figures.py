@@ -560,3 +560,132 @@ def psd_score_figure(
     if contour or lambda_x is not None or lambda_t is not None:
         ax.legend(fontsize=8, loc="lower right")
     return fig
+
+
+# --------------------------------------------------------------------------- physics residual
+
+
+def residual_maps_figure(
+    residual: xr.DataArray,
+    truth: xr.DataArray | None = None,
+    *,
+    land_mask: xr.DataArray | np.ndarray | None = None,
+    value: float | None = None,
+    floor: float | None = None,
+    suptitle: str | None = None,
+) -> Figure:
+    """Maps of the QG potential-vorticity residual (``physics_residual_map`` of
+    ``diagnostics.nc``): the method's and, when given, the truth's (the floor), on one
+    sequential scale from 0.
+
+    Parameters
+    ----------
+    residual, truth : ``(lat, lon)``, RMS over time of the residual R at each point divided by
+        the global RMS of J(ψ, q) (dimensionless); NaN where no valid interior point.
+    land_mask : ocean mask ``(lat, lon)`` (True = ocean).
+    value, floor : the run's ``physics_residual`` and ``physics_residual_truth``, shown in
+        the panel titles.
+
+    Returns
+    -------
+    :func:`maps_figure` of one or two panels (each with its colour bar), scale 0 … the 99th
+    percentile of both maps.
+    """
+    maps = [residual] + ([truth] if truth is not None else [])
+    finite = np.concatenate([np.asarray(m.values, dtype="float64").ravel() for m in maps])
+    finite = finite[np.isfinite(finite)]
+    top = float(np.percentile(finite, 99)) if finite.size else 1.0
+    top = top if top > 0 else 1.0
+
+    def title(what: str, score: float | None) -> str:
+        return what + (f": {score:.3g} overall" if score is not None else "")
+
+    panels = [MapPanel(residual, title("Prediction", value), cmocean.cm.amp, 0.0, top,
+                       land_mask=land_mask, units="RMS(R) / RMS(J)")]
+    if truth is not None:
+        panels.append(MapPanel(truth, title("Truth (the floor)", floor), cmocean.cm.amp, 0.0,
+                               top, land_mask=land_mask, units="RMS(R) / RMS(J)"))
+    return maps_figure(panels, ncols=len(panels), suptitle=suptitle)
+
+
+# --------------------------------------------------------------------------- tuning
+
+#: Columns of ``tuning.csv`` (backend.tuning) that are not searched parameters.
+TUNING_COLUMNS = ("number", "state", "value", "duration_s", "error")
+
+
+def tuning_parameters(table: pd.DataFrame) -> list[str]:
+    """The searched parameters of a ``tuning.csv`` table: every column but
+    :data:`TUNING_COLUMNS`, in the table's order."""
+    return [str(c) for c in table.columns if str(c) not in TUNING_COLUMNS]
+
+
+def tuning_figure(
+    table: pd.DataFrame,
+    *,
+    metric: str = "value",
+    best: int | None = None,
+    params: Sequence[str] | None = None,
+    panel_size: tuple[float, float] = (4.0, 3.0),
+) -> Figure:
+    """The tuning metric against each searched parameter, one panel per parameter.
+
+    Parameters
+    ----------
+    table : ``tuning.csv`` of ``python -m app tune`` (columns ``number``, ``state``,
+        ``value``, ``duration_s``, one per parameter, ``error``). Trials without a value
+        (failed) are left out of the points and counted in the panel titles.
+    metric : y-axis label (the score searched, e.g. ``rmse``).
+    best : ``number`` of the best trial, drawn as a star.
+    params : parameters to draw (default :func:`tuning_parameters`).
+
+    Numeric parameters are drawn on their own axis (logarithmic when positive and spanning
+    a factor of 8 or more, as latent sizes or length scales), with the mean value per
+    parameter value joined by a line (a grid sweep: the curve of the metric against it);
+    other parameters (choices) as categories.
+    """
+    params = list(params) if params is not None else tuning_parameters(table)
+    if not params:
+        raise ValueError("tuning_figure: the table has no parameter column")
+    values = pd.to_numeric(table.get("value"), errors="coerce") if "value" in table else None
+    if values is None:
+        raise ValueError("tuning_figure: the table has no 'value' column")
+    ok = values.notna()
+    ncols = min(3, len(params))
+    nrows = -(-len(params) // ncols)
+    fig = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows), layout="constrained")
+    numbers = pd.to_numeric(table.get("number"), errors="coerce") if "number" in table else None
+    is_best = (numbers == best) & ok if numbers is not None and best is not None else None
+    for i, name in enumerate(params):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        raw = table[name]
+        numeric = pd.to_numeric(raw, errors="coerce")
+        keep = ok & raw.notna()
+        if bool(keep.any()) and bool(numeric[keep].notna().all()):
+            x = numeric[keep].astype("float64")
+            ax.scatter(x, values[keep], s=22, alpha=0.8, label="trial")
+            curve = values[keep].groupby(x).mean().sort_index()
+            if len(curve) > 1:
+                ax.plot(curve.index, curve.values, linewidth=1.0, color="0.4")
+            if (x > 0).all() and x.max() >= 8 * x.min():
+                ax.set_xscale("log")
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+            where = x
+        else:
+            labels = raw[keep].astype(str)
+            order = list(dict.fromkeys(sorted(labels)))
+            where = labels.map({v: k for k, v in enumerate(order)}).astype("float64")
+            ax.scatter(where, values[keep], s=22, alpha=0.8, label="trial")
+            ax.set_xticks(range(len(order)), [plain_label(v) for v in order], fontsize=8)
+        if is_best is not None and bool((is_best & keep).any()):
+            sel = is_best[keep].to_numpy()
+            ax.scatter(np.asarray(where)[sel], np.asarray(values[keep])[sel], marker="*",
+                       s=160, color="tab:red", zorder=3, label="best")
+        failed = int((~ok).sum())
+        ax.set_title(plain_label(name + (f" ({failed} failed)" if failed else "")), fontsize=10)
+        ax.set_xlabel(plain_label(name))
+        ax.set_ylabel(plain_label(metric))
+        ax.grid(alpha=0.3)
+        if i == 0 and is_best is not None and bool(is_best.any()):
+            ax.legend(fontsize=8)
+    return fig

@@ -1,8 +1,9 @@
 """Run one experiment end to end and record it in the run store.
 
 ``execute`` is what both the CLI (in its own process) and the dashboard's worker processes
-(:mod:`backend.jobs`) call: load data, build the task, fit, predict the test period, score,
-and write every file of the run folder. A failure is recorded in ``run.json`` and never
+(:mod:`backend.jobs`) call: load data, build the task, fit, predict the test period, score
+(the task's scores plus the physics residual of every method), and write every file of the
+run folder. A failure is recorded in ``run.json`` and never
 touches another run.
 """
 
@@ -91,6 +92,24 @@ def build_task(config: ExperimentConfig, path: Path | None = None,
     override = config.data.physics.model_dump() if config.data.physics is not None else None
     task.physics, task.physics_note = resolve_physics(ds.attrs, override)
     return task
+
+
+def add_physics_scores(task: Task, pred: xr.Dataset, scores: dict,
+                       diagnostics: xr.Dataset) -> tuple[dict, xr.Dataset]:
+    """``scores`` and ``diagnostics`` of ``task.score`` with the physics residual of every
+    method added (:meth:`data.tasks.base.Task.physics_scores`): ``physics_residual`` and
+    ``physics_residual_truth`` (None with a reason in ``notes`` when not computable) and
+    ``physics_residual_map`` in ``diagnostics.nc``."""
+    extra, maps = task.physics_scores(pred)
+    notes = dict(scores.get("notes") or {})
+    notes.update(extra.pop("notes", {}))
+    scores = {**{k: v for k, v in scores.items() if k != "notes"}, **extra, "notes": notes}
+    if maps.data_vars or maps.attrs:
+        diagnostics = diagnostics.copy()
+        for name, da in maps.data_vars.items():
+            diagnostics[name] = da
+        diagnostics.attrs.update(maps.attrs)
+    return scores, diagnostics
 
 
 def _record_end(run: Run, t0: float, timings: dict, **fields) -> None:
@@ -191,6 +210,7 @@ def _execute(config: ExperimentConfig, run: Run, timings: dict, t0: float) -> No
 
     tic = time.perf_counter()
     scores, diagnostics = task.score(pred)
+    scores, diagnostics = add_physics_scores(task, pred, scores, diagnostics)
     timings["score_s"] = round(time.perf_counter() - tic, 3)
     run.write_metrics(scores)
     run.write_diagnostics(diagnostics)

@@ -273,6 +273,7 @@ def evaluate(config: ExperimentConfig, task: Task, device: Any, label: str,
     """Fit ``config``'s model on ``task``'s training split, predict ``split`` and score it
     with the task's scoring; the scores (a dict like ``metrics.json``)."""
     from backend import resources
+    from backend.runner import add_physics_scores
     from models import registry
 
     model_cls: type[Mapper] = registry.get(config.model.name)
@@ -283,7 +284,9 @@ def evaluate(config: ExperimentConfig, task: Task, device: Any, label: str,
     model.fit(task, config.train)
     times = task.sample_times(split)
     rec = model.predict(task, times)
-    scores, _ = task.score(task.prediction_dataset(rec, times))
+    pred = task.prediction_dataset(rec, times)
+    scores, diagnostics = task.score(pred)
+    scores, _ = add_physics_scores(task, pred, scores, diagnostics)  # --metric physics_residual
     return scores
 
 

@@ -2,7 +2,8 @@
 
 Mapping scores of the SSH data challenge live in :mod:`metrics.mapping`
 (:func:`score_mapping` and the :data:`MAPPING_METRICS` registry); currents derived from
-SSH in :mod:`metrics.currents`.
+SSH in :mod:`metrics.currents`; the QG potential-vorticity residual (``physics_residual``) in
+:mod:`metrics.physics`.
 """
 
 from metrics.currents import geostrophic_velocity, relative_vorticity
@@ -18,6 +19,7 @@ from metrics.mapping import (
     rmse_over_time,
     score_mapping,
 )
+from metrics.physics import physics_residual, physics_residual_map
 
 __all__ = [
     "MAPPING_METRICS",
@@ -26,6 +28,8 @@ __all__ = [
     "Score",
     "ScoreUnavailable",
     "geostrophic_velocity",
+    "physics_residual",
+    "physics_residual_map",
     "psd_score",
     "psd_score_contour",
     "relative_vorticity",

@@ -5,6 +5,10 @@ Each function returns an ``xr.Dataset`` whose variables a page draws as they are
 - :func:`mapping_diagnostics`: ``rmse_t(time)``, the spatial RMSE each step; ``psd_score``
   over (wavelength, period) when it can be computed (else the attribute
   ``psd_score_unavailable`` says why).
+- :func:`metrics.physics.score_physics` (added to every run's diagnostics by
+  ``backend.runner``): ``physics_residual_map(lat, lon)`` and
+  ``physics_residual_map_truth(lat, lon)``, the QG PV residual's RMS over time at each point
+  over the global RMS of J(ψ, q) (else the attribute ``physics_residual_unavailable``).
 """
 
 from __future__ import annotations

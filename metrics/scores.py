@@ -72,8 +72,15 @@ _ALL = [
               "per lead step", True),
     ScoreInfo("acc_by_lead", "ACC by lead", "1", "higher", "per lead step", True),
     # Physics (issue 8): the normalised residual of the QG potential-vorticity equation.
+    # metrics.physics; computed for every method's run by backend.runner.
     ScoreInfo("physics_residual", "QG PV residual", "1", "lower",
               "RMS of the PV equation's residual / RMS of its advection term"),
+    # The same measure on the truth over the same times: the floor a method is compared
+    # with (the truth's forcing and dissipation are not in R). Not the method's score, so
+    # neither direction is "better" (and a search cannot optimise it).
+    ScoreInfo("physics_residual_truth", "QG PV residual of the truth", "1", None,
+              "the same residual of the truth over the same times: the floor (forcing and "
+              "dissipation are not in the residual)"),
 ]
 
 #: Every known score by key, in display order.

@@ -206,6 +206,49 @@ def test_psd_score_figure_draws_the_given_contour():
     _render(fig)
 
 
+def test_residual_maps_figure_shares_a_scale_from_zero(day: xr.Dataset):
+    residual = (day["ssh"] ** 2 * 10).rename("physics_residual_map")
+    truth = residual * 0.5
+    fig = figures.residual_maps_figure(residual, truth, land_mask=day["mask"], value=0.81,
+                                       floor=0.42)
+    geo = [ax for ax in fig.axes if isinstance(ax, GeoAxes)]
+    assert len(geo) == 2 and len(fig.axes) == 4  # two maps, two colour bars
+    assert "0.81" in geo[0].get_title() and "0.42" in geo[1].get_title()
+    top = float(np.nanpercentile(np.concatenate([residual.values.ravel(),
+                                                 truth.values.ravel()]), 99))
+    for ax in geo:
+        assert ax.collections[0].get_clim() == pytest.approx((0.0, top))
+    _render(fig)
+    alone = figures.residual_maps_figure(residual.where(False))  # all NaN: still drawn
+    assert len([ax for ax in alone.axes if isinstance(ax, GeoAxes)]) == 1
+    _render(alone)
+
+
+def test_tuning_figure_one_panel_per_parameter():
+    table = pd.DataFrame({
+        "number": [0, 1, 2, 3, 4, 5], "state": ["COMPLETE"] * 5 + ["FAIL"],
+        "value": [0.09, 0.06, 0.05, 0.052, 0.05, None], "duration_s": [1.0] * 6,
+        "latent": [2, 4, 8, 16, 16, 64], "activation": ["relu", "gelu", "relu", "gelu", "relu",
+                                                          "gelu"],
+        "error": [None] * 5 + ["out of memory"]})
+    assert figures.tuning_parameters(table) == ["latent", "activation"]
+    fig = figures.tuning_figure(table, metric="RMSE (m)", best=2)
+    latent, activation = fig.axes
+    assert latent.get_xscale() == "log"  # completed trials span 2 … 16: a factor 8
+    assert latent.get_ylabel() == "RMSE (m)" and "1 failed" in latent.get_title()
+    points = latent.collections[0].get_offsets()
+    assert len(points) == 5  # the failed trial has no value
+    # the line joins the mean per latent size: 16 was tried twice (0.052, 0.05)
+    np.testing.assert_allclose(latent.lines[0].get_xydata(),
+                               [[2, 0.09], [4, 0.06], [8, 0.05], [16, 0.051]])
+    star = latent.collections[1].get_offsets()
+    np.testing.assert_allclose(star, [[8, 0.05]])
+    assert [t.get_text() for t in activation.get_xticklabels()] == ["gelu", "relu"]
+    _render(fig)
+    with pytest.raises(ValueError, match="no parameter"):
+        figures.tuning_figure(table[["number", "state", "value"]])
+
+
 def test_figures_import_without_streamlit():
     code = "import sys, app.figures; assert 'streamlit' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)

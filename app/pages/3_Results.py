@@ -3,8 +3,10 @@
 Interpolation: truth, observations, reconstruction and residual, RMSE over time, PSD score.
 Forecast: per-lead curves against persistence and climatology, maps of a chosen start and
 lead. Downscaling: coarse input, truth, output and residual, RMSE over time against bicubic.
-Every curve is read from the run's ``diagnostics.nc`` (computed by the backend); this page
-only draws.
+Every task: the map of the QG potential-vorticity residual of the prediction beside the
+truth's (the floor), and, for a run made by ``python -m app tune``, the tuning metric against
+each searched parameter (from ``tuning.csv``). Every curve is read from the run's
+``diagnostics.nc`` (computed by the backend) or ``tuning.csv``; this page only draws.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import xarray as xr
 
 from app import figures, ui
 from backend.store import PREDICTION_FILE, Run
+from backend.tuning import TUNING_CSV
+from metrics.scores import info as score_info
 from oceanlab_errors import RunError
 
 #: Variables each task's prediction.nc must hold besides the prediction (others: truth).
@@ -252,6 +256,91 @@ def rmse_over_starts(diag: xr.Dataset | None, j: int, units: str, lead: float, s
                "date; the dashed line is the start shown on the maps.")
 
 
+# --------------------------------------------------------------------------- every task
+
+
+def physics_section(pred: xr.Dataset, diag: xr.Dataset | None, metrics: dict) -> None:
+    """The QG PV residual of the prediction beside the truth's floor (``metrics.json``) and
+    its map (``physics_residual_map`` of ``diagnostics.nc``)."""
+    keys = ("physics_residual", "physics_residual_truth")
+    has_map = diag is not None and "physics_residual_map" in diag
+    if not has_map and not any(k in metrics for k in keys):
+        st.caption("No physics residual recorded for this run (made before it was computed).")
+        return
+    st.subheader("Physics residual")
+    notes = ui.as_dict(metrics.get("notes"))
+    value, floor = (ui.as_number(metrics.get(k)) for k in keys)
+    parts = [f"{label} {ui.format_value(v)}" for label, v in
+             (("prediction", value), ("truth (the floor)", floor))]
+    st.markdown(ui.plain(f"{score_info(keys[0]).label}, RMS(R) / RMS(J): " + " · ".join(parts)))
+    if value is None:
+        why = ui.as_text(notes.get(keys[0])) or ui.as_text(
+            diag.attrs.get("physics_residual_unavailable") if diag is not None else None)
+        st.info(ui.plain(f"Physics residual not available: {why or 'not computed'}"))
+    if has_map:
+        ui.show_figure(figures.residual_maps_figure(
+            diag["physics_residual_map"], diag.get("physics_residual_map_truth"), land_mask=ui.ocean_mask(pred), value=value,
+            floor=floor))
+    st.caption("R = ∂q/∂t + J(ψ, q) + β ∂ψ/∂x of the 1.5-layer QG equation (q = ∇²ψ − ψ/Ld², "
+               "ψ = g η / f0) with centred differences on the daily grid, interior ocean points; "
+               "the maps show RMS(R) over time at each point / RMS(J) over the domain. The "
+               "truth is not 0 (its forcing and dissipation are not in R, and daily sampling "
+               "of fast advection): compare the prediction with it. A smoother field than the "
+               "truth can score below the floor, so read it with the RMSE.")
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def tuning_table(path: str, mtime: float) -> pd.DataFrame:
+    """``tuning.csv`` (one row per trial), cached on its path and modification time."""
+    return pd.read_csv(path)
+
+
+def tuning_section(run: Run, units: str) -> None:
+    """For a run made by ``python -m app tune``: the search's metric against each searched
+    parameter (the autoencoder's reconstruction error against its latent size, for
+    example). Nothing for other runs."""
+    path = run.path / TUNING_CSV
+    if not path.is_file():
+        return
+    st.subheader("Tuning")
+    try:
+        table = tuning_table(str(path), ui.file_mtime(path))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        st.warning(ui.plain(f"{path}: cannot be read ({ui.first_line(str(exc))})"))
+        return
+    params = figures.tuning_parameters(table)
+    if "value" not in table or not params or not len(table):
+        st.info(ui.plain(f"{TUNING_CSV} holds no trial with parameters and a value."))
+        return
+    try:
+        tuned = ui.as_dict(run.info().get("tuned"))
+    except Exception:  # noqa: BLE001 (run.json was read above; a race is not worth a crash)
+        tuned = {}
+    metric = ui.as_text(tuned.get("metric"), "value")
+    direction = ui.as_text(tuned.get("direction"))
+    if not direction:
+        better = score_info(metric).better
+        direction = "maximize" if better == "higher" else "minimize"
+    values = pd.to_numeric(table["value"], errors="coerce")
+    best = None
+    if values.notna().any() and "number" in table:
+        row = values.idxmax() if direction == "maximize" else values.idxmin()
+        best = ui.as_number(table.loc[row, "number"])
+    unit = score_info(metric).unit_text(units)
+    label = score_info(metric).label + (f" ({unit})" if unit else "")
+    ui.show_figure(figures.tuning_figure(
+        table, metric=label, best=int(best) if best is not None else None, params=params))
+    failed = int(values.isna().sum())
+    st.caption(ui.plain(
+        f"{len(table)} trials scored on the validation period"
+        f"{f' ({failed} failed)' if failed else ''}; {metric} "
+        f"({'higher' if direction == 'maximize' else 'lower'} is better) against each searched "
+        "parameter, the line joining the mean per value; the star is the best trial, whose "
+        "parameters this run used on the test period."))
+    with st.expander("Trials"):
+        st.dataframe(table, hide_index=True, width="stretch")
+
+
 # --------------------------------------------------------------------------- page
 
 
@@ -300,6 +389,7 @@ def main() -> None:
         forecast_results(pred, run, diag, reason, units)
     else:
         mapping_results(pred, run, diag, reason, metrics, units, task)
+    physics_section(pred, diag, metrics)
 
     st.subheader("Training history")
     history = ui.read_history(run)
@@ -307,6 +397,7 @@ def main() -> None:
         st.caption("No training history: this model is not trained.")
     else:
         ui.show_figure(figures.history_figure(history))
+    tuning_section(run, units)
 
 
 main()

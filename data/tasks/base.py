@@ -8,7 +8,8 @@ A task (interpolation, forecast, downscaling, …) turns a canonical dataset int
 - the sample times of each split (the days to reconstruct, or the forecast start dates);
 - :class:`NetworkIO`: what a network sees and predicts, so that one trainer
   (:mod:`models.trainer`) fits any network to any task;
-- the prediction dataset saved as ``prediction.nc`` and its scores and diagnostics.
+- the prediction dataset saved as ``prediction.nc`` and its scores and diagnostics, with
+  the physics residual of the prediction and of the truth (:meth:`Task.physics_scores`).
 
 A new task is one file with a ``@register_task("name")`` class (see :mod:`data.tasks`).
 """
@@ -215,6 +216,28 @@ class Task(ABC):
     def score(self, pred: xr.Dataset) -> tuple[dict, xr.Dataset]:
         """Scores (``metrics.json``: keys of :data:`metrics.scores.SCORES`, plus ``notes``)
         and diagnostics (``diagnostics.nc``) of a prediction dataset."""
+
+    def physics_scores(self, pred: xr.Dataset) -> tuple[dict, xr.Dataset]:
+        """The QG potential-vorticity residual of the prediction and of the truth over the
+        same times (:func:`metrics.physics.score_physics`), for every task and method.
+
+        Reads the prediction (named by ``oceanlab_reconstruction_var``) and ``truth`` of
+        ``pred``, ``(time, lat, lon)`` or a forecast's ``(time, lead_time, lat, lon)``, on the
+        ocean of ``pred["mask"]``, with :attr:`physics` (None: both scores are null with
+        :attr:`physics_note` as the reason).
+
+        Returns
+        -------
+        scores : ``physics_residual``, ``physics_residual_truth`` (float or None) and
+            ``notes`` ``{key: reason}`` for the None ones, to merge into ``metrics.json``.
+        diagnostics : ``physics_residual_map(lat, lon)`` (and ``_truth``) for
+            ``diagnostics.nc``, when computable.
+        """
+        from metrics.physics import score_physics
+
+        name = pred.attrs.get("oceanlab_reconstruction_var", str(self.truth.name))
+        mask = pred["mask"].astype(bool) if "mask" in pred else self.mask
+        return score_physics(pred[name], pred.get("truth"), self.physics, mask, note=self.physics_note)
 
 
 # ------------------------------------------------------------------------ shared helpers
