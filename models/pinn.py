@@ -430,6 +430,21 @@ class PINNMapper(Mapper):
     Params = PINNParams
     tasks = ("interpolation", "forecast")
     trainable = False
+    _progress = None
+
+    def fit(self, task, settings, progress=None, log_dir=None):
+        """Nothing is learned from the training split (the windows are fitted when
+        :meth:`predict` is asked for days); keeps ``progress`` so that those fits report
+        their steps (live progress and ``history.csv``: epoch = step)."""
+        self._progress = progress
+        return None
+
+    def _report(self, row: dict) -> None:
+        if self._progress is not None:
+            self._progress({"epoch": row["step"], "epochs": row["steps"],
+                            "train_loss": row["data_loss"] + row["physics_loss"],
+                            "data_loss": row["data_loss"], "physics_loss": row["physics_loss"],
+                            "lambda": row["lambda"]})
 
     # -- shared ------------------------------------------------------------------------
     def _physics(self, task) -> QGPhysics | None:
@@ -532,7 +547,8 @@ class PINNMapper(Mapper):
                  p.window_days, problem.obs_n.tolist())
         result = np.zeros((len(times), n_lat, n_lon))
         if len(centres):
-            net, info = fit_windows(problem, p, physics, self.device, self.seed)
+            net, info = fit_windows(problem, p, physics, self.device, self.seed,
+                                    progress=self._report)
             self.history = info["history"]
             result = self._evaluate_days(net, info, x, y, [
                 (np.flatnonzero(owner == w), t_out[owner == w] - centres[w])
@@ -602,7 +618,8 @@ class PINNMapper(Mapper):
                                 col_bg=col_bg, col_t=np.array(t_rng).reshape(-1, 2))
         result = np.zeros((len(starts) * horizon, n_lat, n_lon))
         if len(starts):
-            net, info = fit_windows(problem, p, physics, self.device, self.seed)
+            net, info = fit_windows(problem, p, physics, self.device, self.seed,
+                                    progress=self._report)
             self.history = info["history"]
             result = self._evaluate_days(net, info, x, y, per_window, len(starts) * horizon)
         result = result.reshape(len(starts), horizon, n_lat, n_lon) + base[None, None]

@@ -246,6 +246,16 @@ def test_cli_train_pinn(capsys, qg_nc, tmp_path, task):
     result = json.loads(out)
     assert result["status"] == "done", result
     assert np.isfinite(result["metrics"]["rmse"])
+    # the window fits report their steps: live progress and history.csv
+    import pandas as pd
+
+    run_dir = tmp_path / "runs" / result["run_id"]
+    history = pd.read_csv(run_dir / "history.csv")
+    steps = int(history["epochs"].iloc[-1])
+    assert history["epoch"].iloc[-1] == steps and len(history) >= 2
+    assert np.allclose(history["train_loss"], history["data_loss"] + history["physics_loss"])
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["progress"] == {"epoch": steps, "epochs": steps}
 
 
 # --------------------------------------------------------------- (7) the Experiment page
