@@ -90,7 +90,10 @@ def run(words: list[str], runs_dir: Path, memo: dict) -> dict:
             raise SystemExit(f"failed ({out.returncode}): python -m app {key}\n{out.stderr}")
         rid = json.loads(out.stdout.strip().splitlines()[-1])["run_id"]
         memo[key] = rid
-        (runs_dir / "commands.json").write_text(json.dumps(memo, indent=1))
+        path = runs_dir / "commands.json"  # merged: another leaderboard may share the folder
+        saved = json.loads(path.read_text()) if path.exists() else {}
+        memo.update({k: v for k, v in saved.items() if k not in memo})
+        path.write_text(json.dumps(memo, indent=1))
         print(f"# {time.perf_counter() - tick:6.0f} s  python -m app {key}", file=sys.stderr)
     info = json.loads((runs_dir / rid / "run.json").read_text())
     metrics = json.loads((runs_dir / rid / "metrics.json").read_text())
