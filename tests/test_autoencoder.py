@@ -119,12 +119,30 @@ def test_conv_network_sizes():
     net = build_autoencoder(59, 1, 64, AutoencoderParams())
     assert isinstance(net.core, ConvAutoencoder)
     assert net.core.side == 64 and net.core.small == (256, 8, 8)
-    assert net.core.to_latent.out_features == 128
+    assert net.core.to_latent.out_features == 256 == net.core.latent_norm.num_features
     # a patch side that is not a multiple of 2**depth is padded inside
     odd = build_autoencoder(3, 2, 12, AutoencoderParams(depth=3, base_channels=4, latent=5))
     assert odd.core.side == 16
     with torch.no_grad():
         assert odd.eval()(torch.randn(2, 3, 12, 12)).shape == (2, 2, 12, 12)
+
+
+def test_one_sample_batch_trains_with_the_running_statistics():
+    """The batch-normalised latent has no batch statistics for one sample: it uses the
+    running ones (as in evaluation) instead of failing."""
+    net = ConvAutoencoder(3, 1, 16, 4, base=4, depth=2)
+    net.train()
+    x = torch.randn(1, 3, 16, 16)
+    norm = net.latent_norm
+    with torch.no_grad():
+        norm.running_mean.fill_(0.5)
+        norm.running_var.fill_(4.0)
+    raw = net.to_latent(net.encoder(x).flatten(1))
+    z = net.encode(x)
+    assert torch.isfinite(net(x)).all()
+    torch.testing.assert_close(z, (raw - 0.5) / torch.sqrt(torch.tensor(4.0) + norm.eps)
+                               * norm.weight + norm.bias)
+    assert torch.equal(norm.running_mean, torch.full((4,), 0.5))  # not updated by one sample
 
 
 # ------------------------------------------------------------------------------- tiles
