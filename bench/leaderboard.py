@@ -47,13 +47,13 @@ ROWS = {
     "unet-sst": ("UNet + SST", ["train", "--model", "unet", "--set", "data.aux=sst"], True),
     # the 4-nadir tuned OI's parameters (tune's best_params) as the first guess; observations
     # are not resampled (the first guess is made from the real ones)
-    "eof": ("DINEOF (eof)", ["train", "--model", "eof"], True),
-    "autoencoder": ("Autoencoder", ["train", "--model", "autoencoder"], True),
-    "pinn": ("PINN (QG residual)", ["train", "--model", "pinn"], True),
     "unet-oi": ("UNet + tuned-OI first guess",
                 ["train", "--model", "unet", "--set", "model.first_guess=oi", "--set",
                  "model.first_guess_params={lx_deg: 0.56, ly_deg: 0.427, lt_days: 4.56, "
                  "noise: 0.58}", "--set", "train.resample_obs=0"], True),
+    "eof": ("DINEOF (eof)", ["train", "--model", "eof"], True),
+    "autoencoder": ("Autoencoder", ["train", "--model", "autoencoder"], True),
+    "pinn": ("PINN (QG residual)", ["train", "--model", "pinn"], True),
 }
 COLUMNS = ("mu", "mu_anomaly", "sigma", "lambda_x_deg", "lambda_t_days", "rmse", "rmse_u",
            "rmse_v", "physics_residual", "physics_residual_truth")
@@ -113,6 +113,10 @@ def _fmt(values: list[float], digits: int = 3) -> str:
     return f"{v.mean():.{digits}f} ± {v.std():.{digits}f}"
 
 
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{_fmt(col['sigma'])} | {_fmt(col['lambda_x_deg'], 2)} | "
                 f"{_fmt(col['lambda_t_days'], 1)} | {_fmt(col['rmse'], 4)} | {uv} | "
                 f"{_fmt(col['physics_residual'], 2)} | {ratio_rmse} "
-                f"| {ratio_lx} | {np.nanmean(col['seconds']) / 60:.1f} min |")
+                f"| {ratio_lx} | {_minutes(np.nanmean(col['seconds']))} |")
         floor = [r["physics_residual_truth"] for res in results.values() for r in res
                  if r.get("physics_residual_truth") is not None]
         lines += ["", f"PV residual: RMS of the QG potential-vorticity equation's residual over "
