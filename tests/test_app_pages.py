@@ -358,6 +358,7 @@ def test_experiment_task_first_lists_the_models_and_params_of_the_task(
     at.selectbox(key="exp.task").set_value("forecast").run()
     assert not at.exception
     assert at.selectbox(key="exp.model").options == registry.available("forecast")
+    assert at.selectbox(key="exp.model").value == "persistence"  # the baseline, preselected
     history = at.number_input(key="exp.task.forecast.history")
     fields = get_task("forecast").Params.model_fields
     assert history.value == fields["history"].default

@@ -22,6 +22,8 @@ from models import registry
 from oceanlab_errors import ConfigError, DataError, RunError
 
 REFRESH_S = 2
+#: The model preselected for a task: the first of these that supports it.
+DEFAULT_MODELS = ("oi", "persistence", "bicubic")
 #: Tasks whose inputs are observations of the field (the observation widgets matter).
 OBSERVATION_TASKS = ("interpolation",)
 #: What the variable is for, per task (the label of the variable selector).
@@ -100,7 +102,9 @@ def setup_section() -> None:
     if not models:
         st.error(ui.plain(f"No registered model supports the {task} task."))
         return
-    model = cols[1].selectbox("Model", models, index=models.index("oi") if "oi" in models else 0,
+    # the task's classical baseline first: quick, and the reference for everything else
+    default = next((m for m in DEFAULT_MODELS if m in models), models[0])
+    model = cols[1].selectbox("Model", models, index=models.index(default),
                               key="exp.model",
                               help=f"the models that support the {task} task")
     model_cls = registry.get(model)
