@@ -33,7 +33,7 @@ from pathlib import Path
 
 from oceanlab_errors import ConfigError, DataError, OceanLabError, RunError
 
-COMMANDS = ("generate", "inspect", "train", "tune", "config", "runs", "dashboard")
+COMMANDS = ("generate", "inspect", "train", "tune", "config", "runs", "cancel", "dashboard")
 #: ``train``/``config`` flags that are shortcuts for a config field.
 FLAG_FIELDS = (("data", "data.path"), ("var", "data.var"), ("obs", "data.obs"),
                ("epochs", "train.epochs"), ("seed", "train.seed"), ("device", "train.device"))
@@ -397,6 +397,27 @@ def _cmd_runs(args) -> int:
     return 0
 
 
+def _cmd_cancel(args) -> int:
+    """Cancel a queued or running run (:func:`backend.jobs.cancel`: a request the worker
+    reads, and SIGTERM to the worker when it is provably that process). Exit 0 when it was
+    active (it ends ``cancelled``); 2 with one line for an unknown run or one already ended."""
+    from backend import jobs, paths
+    from backend.store import RunStore
+
+    store = RunStore(paths.runs_dir(args.runs_dir))
+    run = store.get(args.run_id)  # RunError (exit 2) naming the run and the store
+    before = run.info().get("status")
+    if not jobs.cancel(run):
+        raise RunError(f"run {args.run_id} has already ended ({before}); nothing to cancel")
+    status = run.info().get("status")
+    if args.json:
+        print(json.dumps({"run_id": run.id, "status": status, "was": before}))
+    else:
+        print(f"{run.id}: {before} → {status}" + ("" if status == "cancelled" else
+              " (cancel requested; the worker records it when it stops)"))
+    return 0
+
+
 def _headline_columns(table) -> list[str]:
     """Score columns of the ``runs`` table: the union of the headline scores of the tasks in
     it (each task class's ``headline_scores``; a run without a task name is an interpolation
@@ -521,6 +542,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--runs-dir", type=_nonempty)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=_cmd_runs)
+
+    ca = sub.add_parser("cancel", help="cancel a queued or running run")
+    ca.add_argument("run_id", type=_nonempty, metavar="RUN_ID")
+    ca.add_argument("--runs-dir", type=_nonempty)
+    ca.add_argument("--json", action="store_true", help="print run_id, status and was as JSON")
+    ca.set_defaults(func=_cmd_cancel)
 
     w = sub.add_parser("worker", help=argparse.SUPPRESS)
     w.add_argument("run_dir", type=_nonempty)

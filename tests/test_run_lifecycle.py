@@ -264,6 +264,38 @@ def test_cancel_before_the_worker_starts(tmp_path: Path):
     assert jobs.cancel(run) is False  # already ended
 
 
+def test_cli_cancel(tmp_path: Path, capsys):
+    """``python -m app cancel RUN_ID``: a queued run ends cancelled (exit 0, JSON with the
+    status before and after); an ended or unknown run is one line and exit 2."""
+    runs = tmp_path / "runs"
+    store = RunStore(runs)
+    run = store.create({"model": {"name": "oi"}})
+    assert main(["cancel", run.id, "--runs-dir", str(runs), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"run_id": run.id, "status": "cancelled", "was": "queued"}
+    assert run.info()["status"] == "cancelled" and err == ""
+    assert main(["cancel", run.id, "--runs-dir", str(runs)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith("error: ") and "already ended (cancelled)" in err
+    assert main(["cancel", "20240101-000000-oi-abcd", "--runs-dir", str(runs)]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "no run '20240101-000000-oi-abcd'" in err
+    assert main(["cancel", "../../etc", "--runs-dir", str(runs)]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_cli_cancel_stops_a_running_worker(tmp_path: Path, mock_nc: Path, capsys):
+    runs = tmp_path / "runs"
+    store = RunStore(runs)
+    run = jobs.submit(_queued_run(store, mock_nc, ENDLESS_UNET), store)
+    wait_for(lambda: run.info().get("status") == "running", timeout=120)
+    assert main(["cancel", run.id, "--runs-dir", str(runs)]) == 0
+    assert f"{run.id}: running → cancelled" in capsys.readouterr().out
+    assert "SIGTERM" in run.info()["error"]
+    wait_for(lambda: not jobs.is_alive(run), timeout=30)
+
+
 def test_cancel_never_signals_a_process_that_reused_the_pid(tmp_path: Path):
     """A stale run record whose pid now belongs to another program: that program survives."""
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
