@@ -489,7 +489,9 @@ def _diff(f, spacing: float, dim: int, periodic: bool):
 
 
 def _laplacian(f, dx: float, dy: float, periodic: bool):
-    """Five-point Laplacian over the last two axes ``(y, x)``."""
+    """Laplacian over the last two axes ``(y, x)``: the five-point stencil when periodic;
+    otherwise the centred first derivative applied twice (a stencil two cells wide, with
+    one-sided second-order edges), which is blind to a grid-scale checkerboard."""
     if periodic:
         roll = torch.roll if isinstance(f, torch.Tensor) else np.roll
         kw = "dims" if isinstance(f, torch.Tensor) else "axis"
