@@ -23,6 +23,7 @@ there maps each command to its run id), so an interrupted leaderboard resumes.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 import subprocess
@@ -59,17 +60,26 @@ COLUMNS = ("mu", "mu_anomaly", "sigma", "lambda_x_deg", "lambda_t_days", "rmse",
            "rmse_v", "physics_residual", "physics_residual_truth")
 
 
+@functools.cache
+def _builtin_physics():
+    """The built-in OSSE's QG constants (read once)."""
+    import xarray as xr
+
+    from backend.paths import builtin_dataset_path
+    from data.physics import resolve_physics
+
+    with xr.open_dataset(builtin_dataset_path()) as ds:
+        return resolve_physics(ds.attrs)
+
+
 def physics_of(run_dir: Path) -> dict:
     """``physics_residual`` and ``physics_residual_truth`` of a saved prediction, with the
     built-in OSSE's QG constants (for runs made before the runner reported them)."""
     import xarray as xr
 
-    from backend.paths import builtin_dataset_path
-    from data.physics import resolve_physics
     from metrics.physics import score_physics
 
-    with xr.open_dataset(builtin_dataset_path()) as ds:
-        physics, note = resolve_physics(ds.attrs)
+    physics, note = _builtin_physics()
     with xr.open_dataset(run_dir / "prediction.nc") as pred:
         name = pred.attrs.get("oceanlab_reconstruction_var", "ssh")
         scores, _ = score_physics(pred[name].load(), pred["truth"].load(), physics,

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-#: Earth radius (m) of the OSSE's mapping between metres and degrees.
-EARTH_RADIUS_M = 6.371e6
+from data.tracks import EARTH_RADIUS_M  # the OSSE's mapping between metres and degrees
+
 #: Attribute names read for each constant, in order of preference.
 ATTRIBUTE_NAMES = {
     "f0": ("qg_f0", "coriolis_parameter", "f0"),
@@ -95,9 +95,21 @@ def resolve_physics(attrs: Mapping[str, Any] | None,
     return QGPhysics(values["f0"], values["beta"], values["Ld"], values["g"], source=source), ""
 
 
+def node_positions(lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` in metres of the grid's nodes on the tangent plane at the grid's centre
+    (the OSSE's mapping, ``qg_mapping``): x along lon, y along lat."""
+    lat = np.asarray(lat, dtype=np.float64)
+    lon = np.asarray(lon, dtype=np.float64)
+    lat_c = 0.5 * (lat.min() + lat.max())
+    lon_c = 0.5 * (lon.min() + lon.max())
+    x = EARTH_RADIUS_M * np.cos(np.deg2rad(lat_c)) * np.deg2rad(lon - lon_c)
+    y = EARTH_RADIUS_M * np.deg2rad(lat - lat_c)
+    return x, y
+
+
 def grid_spacing_m(lat: np.ndarray, lon: np.ndarray) -> tuple[float, float]:
     """``(dx, dy)`` in metres of a regular latitude/longitude grid, on the tangent plane at
-    its central latitude (the OSSE's mapping; fine for boxes a few degrees wide).
+    its central latitude (:func:`node_positions`; fine for boxes a few degrees wide).
 
     Raises ValueError for fewer than 2 points along an axis or an irregular axis.
     """
@@ -109,7 +121,5 @@ def grid_spacing_m(lat: np.ndarray, lon: np.ndarray) -> tuple[float, float]:
         step = np.diff(axis)
         if not np.allclose(step, step[0], rtol=1e-3, atol=0):
             raise ValueError(f"{name} is not regularly spaced (steps {step.min():g}…{step.max():g})")
-    lat_c = np.deg2rad(0.5 * (lat[0] + lat[-1]))
-    dy = EARTH_RADIUS_M * np.deg2rad(abs(lat[1] - lat[0]))
-    dx = EARTH_RADIUS_M * np.cos(lat_c) * np.deg2rad(abs(lon[1] - lon[0]))
-    return float(dx), float(dy)
+    x, y = node_positions(lat, lon)
+    return float(abs(x[1] - x[0])), float(abs(y[1] - y[0]))

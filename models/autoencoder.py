@@ -58,7 +58,7 @@ from torch import nn
 from data.tasks import NetworkIO, Task
 from models.base import ModelParams
 from models.registry import register
-from models.trainer import NetworkModel
+from models.trainer import NetworkModel, odd_window
 
 #: Latent sizes ``python -m app tune --model autoencoder`` chooses from.
 LATENT_CHOICES = (4, 16, 64, 256, 1024)
@@ -83,12 +83,7 @@ class AutoencoderParams(ModelParams):
     depth: int = Field(3, ge=1, le=5, description="convolutional: down-sampling levels before "
                                                   "the dense latent (tile side / 2**depth)")
 
-    @field_validator("window")
-    @classmethod
-    def _odd(cls, v: int) -> int:
-        if v % 2 == 0:
-            raise ValueError(f"window must be odd so that it is centred on the day (got {v})")
-        return v
+    _odd = field_validator("window")(odd_window)
 
     @classmethod
     def search_space(cls, trial: Any) -> dict[str, Any]:

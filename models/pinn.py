@@ -58,14 +58,13 @@ import torch
 import xarray as xr
 from pydantic import Field
 
-from data.physics import EARTH_RADIUS_M, QGPhysics
+from data.physics import QGPhysics, node_positions
+from data.qg import SECONDS_PER_DAY
 from models.base import Mapper, ModelParams
 from models.registry import register
 from oceanlab_errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
-
-SECONDS_PER_DAY = 86400.0
 
 
 class PINNParams(ModelParams):
@@ -397,18 +396,6 @@ def evaluate(net: BatchedField, info: dict, points: torch.Tensor,
 
 
 # ------------------------------------------------------------------------------- the model
-
-
-def node_positions(lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(x, y)`` of the grid's nodes in metres on the tangent plane at the grid's centre
-    (the mapping of :func:`data.physics.grid_spacing_m`): x along lon, y along lat."""
-    lat = np.asarray(lat, dtype=np.float64)
-    lon = np.asarray(lon, dtype=np.float64)
-    lat_c = 0.5 * (lat.min() + lat.max())
-    lon_c = 0.5 * (lon.min() + lon.max())
-    x = EARTH_RADIUS_M * np.cos(np.deg2rad(lat_c)) * np.deg2rad(lon - lon_c)
-    y = EARTH_RADIUS_M * np.deg2rad(lat - lat_c)
-    return x, y
 
 
 def _pad(groups: list[np.ndarray], width: int) -> np.ndarray:

@@ -40,6 +40,14 @@ from models.losses import LOSS_TERMS, CombinedLoss, Grid
 SEED_MAX = 2**63 - 1
 
 
+def odd_window(value: int) -> int:
+    """Validator of a network's ``window`` (time steps of input around the day): odd, so
+    that it is centred on the day. Use ``_odd = field_validator("window")(odd_window)``."""
+    if value % 2 == 0:
+        raise ValueError(f"window must be odd so that it is centred on the day (got {value})")
+    return value
+
+
 class LossTerm(BaseModel):
     """One weighted term of the training loss (names: :data:`models.losses.LOSS_TERMS`)."""
 

@@ -23,7 +23,7 @@ from torch import nn
 from data.tasks import NetworkIO
 from models.base import ModelParams
 from models.registry import register
-from models.trainer import NetworkModel
+from models.trainer import NetworkModel, odd_window
 
 
 class UNetParams(ModelParams):
@@ -47,12 +47,7 @@ class UNetParams(ModelParams):
         OIParams(**{k: x for k, x in v.items() if k != "name"})  # refuse unknown keys early
         return v
 
-    @field_validator("window")
-    @classmethod
-    def _odd(cls, v: int) -> int:
-        if v % 2 == 0:
-            raise ValueError(f"window must be odd so that it is centred on the day (got {v})")
-        return v
+    _odd = field_validator("window")(odd_window)
 
 
 class _Block(nn.Sequential):
