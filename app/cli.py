@@ -1,4 +1,4 @@
-"""The command line: ``python -m app {generate,inspect,train,tune,config,runs,dashboard}``.
+"""The command line: ``python -m app {generate,inspect,train,submit,tune,config,runs,cancel,dashboard}``.
 
 Every command builds the same objects as the dashboard (an :class:`ExperimentConfig`, the
 run store) and calls ``backend``.
@@ -33,10 +33,12 @@ from pathlib import Path
 
 from oceanlab_errors import ConfigError, DataError, OceanLabError, RunError
 
-COMMANDS = ("generate", "inspect", "train", "tune", "config", "runs", "cancel", "dashboard")
+COMMANDS = ("generate", "inspect", "train", "submit", "tune", "config", "runs", "cancel",
+            "dashboard")
 #: ``train``/``config`` flags that are shortcuts for a config field.
 FLAG_FIELDS = (("data", "data.path"), ("var", "data.var"), ("obs", "data.obs"),
-               ("epochs", "train.epochs"), ("seed", "train.seed"), ("device", "train.device"))
+               ("epochs", "train.epochs"), ("seed", "train.seed"), ("device", "train.device"),
+               ("executor", "backend.executor"), ("scheduler", "backend.scheduler"))
 
 
 # -- one line on stderr ----------------------------------------------------------------------
@@ -283,15 +285,70 @@ def _cmd_config(args) -> int:
     return 0
 
 
+def _check_executor(config) -> None:
+    if config.backend.executor == "dask" and not config.backend.scheduler:
+        raise ConfigError("--executor dask needs --scheduler tcp://host:8786 (the address of "
+                          "the Dask scheduler), or backend.scheduler in the config")
+    if config.backend.executor == "local" and config.backend.scheduler:
+        raise ConfigError(f"--scheduler {config.backend.scheduler} is for --executor dask; "
+                          f"add --executor dask or leave --scheduler out")
+
+
 def _cmd_train(args) -> int:
+    """Run the experiment in this process (``--executor dask``: on the cluster, waiting for
+    its end) and print its scores. An identical finished run is returned instead, unless
+    ``--force``."""
+    from backend import jobs
     from backend.runner import execute
     from backend.store import RunStore
 
     # Everything that can be refused is checked before the run folder exists.
     config = _config_from_args(args)
+    _check_executor(config)
     root = _checked_runs_root(config, args)
-    run = execute(config, RunStore(root))
-    return _report_run(run, args)
+    store = RunStore(root)
+    if not args.force:
+        done = jobs.find_reusable(config, store)
+        if done is not None:
+            return _report_run(done, args, extra={"reused": True},
+                               header=f"reused the finished run {done.id} (same task, model, "
+                                      f"parameters, data, seed and code; --force runs again)")
+    if config.backend.executor == "dask":
+        from backend.executors import connect, dask_run
+
+        connect(config.backend.scheduler).close()  # refuse an unreachable cluster up front
+        run = store.create(config.to_dict(), status="queued")
+        run.update(queued_unix=__import__("time").time(), executor="dask")
+        dask_run(run.path, config.backend.scheduler)
+        return _report_run(run, args, extra={"reused": False})
+    run = execute(config, store)
+    return _report_run(run, args, extra={"reused": False})
+
+
+def _cmd_submit(args) -> int:
+    """Queue the experiment and return its run id at once (see :mod:`backend.jobs`)."""
+    from backend import jobs
+    from backend.store import RunStore
+
+    config = _config_from_args(args)
+    _check_executor(config)
+    root = _checked_runs_root(config, args)
+    if config.backend.executor == "dask":
+        from backend.executors import connect
+
+        connect(config.backend.scheduler).close()
+    sub = jobs.submit(config, RunStore(root), force=args.force)
+    status = sub.status
+    if args.json:
+        print(json.dumps({"run_id": sub.run.id, "status": status, "reused": sub.reused,
+                          "position": sub.position, "path": str(sub.run.path)}))
+    elif sub.reused:
+        print(f"{sub.run.id}: done (reused: an identical run has finished; --force runs again)")
+    elif sub.position is not None:
+        print(f"{sub.run.id}: {status}, position {sub.position} in the queue")
+    else:
+        print(f"{sub.run.id}: {status}")
+    return 0
 
 
 def _checked_runs_root(config, args) -> Path:
@@ -398,8 +455,8 @@ def _cmd_runs(args) -> int:
 
 
 def _cmd_cancel(args) -> int:
-    """Cancel a queued or running run (:func:`backend.jobs.cancel`: a request the worker
-    reads, and SIGTERM to the worker when it is provably that process). Exit 0 when it was
+    """Cancel a queued or running run (:func:`backend.jobs.cancel`: a queued run leaves the
+    queue without starting; a running one's worker reads the request). Exit 0 when it was
     active (it ends ``cancelled``); 2 with one line for an unknown run or one already ended."""
     from backend import jobs, paths
     from backend.store import RunStore
@@ -438,10 +495,16 @@ def _headline_columns(table) -> list[str]:
 
 
 def _cmd_worker(args) -> int:
-    """Run a queued run folder (used by the dashboard's job launcher)."""
-    from backend.jobs import run_queued
+    """A slot worker (``--slot K``: executes queued runs until idle), or one queued run
+    folder (``RUN_DIR``)."""
+    from backend import jobs, paths
 
-    run_queued(Path(args.run_dir))
+    if args.slot is not None:
+        jobs.worker_loop(paths.runs_dir(args.runs_dir), args.slot, args.slots or 1)
+        return 0
+    if not args.run_dir:
+        raise ConfigError("worker: give RUN_DIR or --slot K")
+    jobs.run_queued(Path(args.run_dir))
     return 0
 
 
@@ -506,9 +569,24 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--runs-dir", type=_nonempty, help="run store folder (default: $OCEANLAB_HOME/runs)")
             sp.add_argument("--json", action="store_true", help="print one JSON object")
 
+    def run_flags(sp):
+        sp.add_argument("--force", action="store_true",
+                        help="run even when an identical finished run exists (default: reuse it)")
+        sp.add_argument("--executor", choices=["local", "dask"], default=None,
+                        help="local worker processes (default) or a Dask cluster (--scheduler)")
+        sp.add_argument("--scheduler", type=_nonempty, default=None, metavar="ADDRESS",
+                        help="Dask scheduler address for --executor dask, e.g. tcp://host:8786")
+
     t = sub.add_parser("train", help="train/fit a model, predict the test period, score, save the run")
     experiment_flags(t, True)
+    run_flags(t)
     t.set_defaults(func=_cmd_train)
+
+    su = sub.add_parser("submit", help="queue a run like train and print its id at once "
+                                       "(follow it with runs, the dashboard; stop it with cancel)")
+    experiment_flags(su, True)
+    run_flags(su)
+    su.set_defaults(func=_cmd_submit)
 
     def seconds(text: str) -> float:
         try:
@@ -550,7 +628,10 @@ def build_parser() -> argparse.ArgumentParser:
     ca.set_defaults(func=_cmd_cancel)
 
     w = sub.add_parser("worker", help=argparse.SUPPRESS)
-    w.add_argument("run_dir", type=_nonempty)
+    w.add_argument("run_dir", type=_nonempty, nargs="?")
+    w.add_argument("--slot", type=_int, default=None)
+    w.add_argument("--slots", type=_positive_int, default=None)
+    w.add_argument("--runs-dir", type=_nonempty)
     w.set_defaults(func=_cmd_worker)
 
     d = sub.add_parser("dashboard", help="start the Streamlit dashboard")

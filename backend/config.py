@@ -18,7 +18,7 @@ import os
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
@@ -123,6 +123,23 @@ class LimitsConfig(_Section):
                                 "default: half of this machine's memory")
 
 
+class BackendConfig(_Section):
+    """Where and how runs execute; none of it changes a run's result (not part of the key
+    under which finished runs are reused)."""
+
+    executor: Literal["local", "dask"] = Field(
+        "local", description="local worker processes (default), or an existing Dask "
+                             "distributed cluster at `scheduler`")
+    scheduler: str | None = Field(
+        None, description="address of the Dask scheduler (tcp://host:8786) for executor dask")
+    slots: int | None = Field(
+        None, ge=1, le=256, description="runs executed at once by the local workers; default "
+                                        "OCEANLAB_SLOTS, else one per GPU, one on a CPU-only "
+                                        "machine")
+
+    _texts = field_validator("scheduler")(_check_text)
+
+
 def _registered_params(value: Any, base: type[BaseModel], section: str, example: str,
                        params_of, default: str | None = None) -> BaseModel:
     """The parameters of the registered task or model that ``value`` names: a Params object,
@@ -152,6 +169,7 @@ class ExperimentConfig(_Section):
     model: SerializeAsAny[ModelParams]
     train: TrainConfig = Field(default_factory=TrainConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    backend: BackendConfig = Field(default_factory=BackendConfig)
 
     @field_validator("task", mode="before")
     @classmethod
@@ -175,7 +193,7 @@ class ExperimentConfig(_Section):
 #: Section name → its class (``model`` is the registered model's ``Params``).
 SECTIONS: tuple[str, ...] = tuple(ExperimentConfig.model_fields)
 _SECTION_CLASSES: dict[str, type[BaseModel]] = {
-    "data": DataConfig, "train": TrainConfig, "limits": LimitsConfig}
+    "data": DataConfig, "train": TrainConfig, "limits": LimitsConfig, "backend": BackendConfig}
 
 
 def max_memory_bytes(config: ExperimentConfig) -> int:

@@ -1,23 +1,25 @@
-"""Honest run status: the worker's side (signals, heartbeat) and the readers' side.
+"""Honest run status: the worker's side (signals, heartbeat, cancel) and the readers' side.
 
-The process that executes a run (a dashboard worker or ``python -m app train``) wraps the
-work in :func:`supervised`:
+The process that executes a run (a slot worker, ``python -m app train``, a Dask worker)
+holds the run's writer lock (:mod:`backend.record`) and wraps the work in :func:`supervised`:
 
 - SIGTERM (what ``timeout``, ``kill`` and cluster schedulers send) and SIGINT (Ctrl-C) raise
   :class:`RunCancelled` in the main thread, so the run ends ``cancelled`` whatever it was
   doing (Lightning re-raises it after its own clean-up instead of turning it into a
   ``SystemExit``);
 - a daemon thread writes ``heartbeat.json`` into the run every :data:`HEARTBEAT_S` seconds and
-  turns a ``cancel.request`` file written by another process into a SIGTERM to itself.
+  turns a ``cancel.request`` file written by another process into :class:`CancelRequested`
+  raised in the thread executing the run (main thread or not).
 
-Readers call :func:`refresh`: a ``queued``/``running`` run whose worker process is gone (same
-host: the recorded pid no longer runs, or now belongs to another process started at another
-time) or whose heartbeat is older than :func:`stale_after_s` (any host) is recorded as
-``failed`` with the reason "worker lost". SIGKILL cannot be caught; this is what catches it.
+Readers call :func:`refresh`: a ``running`` run whose writer lock is free (its process is
+gone: the system drops the lock of a dead process), or, where locks cannot tell, whose
+recorded process is gone or whose heartbeat is older than :func:`stale_after_s`, is recorded
+as ``failed`` with the reason "worker lost". SIGKILL cannot be caught; this is what catches it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -29,10 +31,13 @@ from datetime import datetime
 
 import psutil
 
-from backend.store import ACTIVE, Run, now_iso
+from backend import record as records
+from backend.store import Run, now_iso
 
 #: Seconds between two heartbeats of a worker.
 HEARTBEAT_S = 5.0
+#: Seconds between two looks of a worker for a cancel request.
+CANCEL_POLL_S = 0.25
 #: Tolerance when comparing a process's start time with the recorded one.
 _START_TOLERANCE_S = 0.5
 
@@ -127,9 +132,32 @@ def _age_s(text: object) -> float | None:
 
 
 def lost_reason(run: Run, info: dict) -> str | None:
-    """Why the active run ``info`` has no live worker, or None when it may still be alive."""
+    """Why the active run ``info`` has no live worker, or None when it may still be alive.
+
+    A queued run waits for a slot worker and is never lost. A running run is lost when its
+    writer lock is free (the executing process holds it to the end; the system drops the
+    lock of a dead process, SIGKILL included); where locks say nothing (an older run folder,
+    a filesystem without locks) the recorded process on this host, else the heartbeat's age
+    decides.
+    """
+    status = info.get("status")
+    if status == "queued" and isinstance(info.get("worker"), dict):
+        # a run queued by an older OceanLab, which started one process per run
+        worker = info["worker"]
+        if worker.get("host") == socket.gethostname() and not process_matches(worker):
+            return f"its process (pid {worker.get('pid')}) is gone"
+        return None
+    if status != "running":
+        return None
+    state = records.lock_state(run.path)
+    if state == "held":
+        return None
     worker = _worker_of(info)
-    if worker is not None and worker.get("host") == socket.gethostname():
+    same_host = worker is not None and worker.get("host") == socket.gethostname()
+    if state == "free" and (same_host or worker is None):
+        pid = f" (pid {worker.get('pid')})" if worker else ""
+        return f"its process{pid} is gone"
+    if state == "unknown" and same_host:
         if process_matches(worker):
             return None
         return f"its process (pid {worker.get('pid')}) is gone"
@@ -149,80 +177,142 @@ def lost_reason(run: Run, info: dict) -> str | None:
 
 
 def refresh(run: Run) -> dict:
-    """run.json of ``run``, recording ``failed`` ("worker lost") for an active run whose
-    worker is gone. Raises RunError when run.json is unreadable."""
+    """run.json of ``run``, recording ``failed`` ("worker lost") for a running run whose
+    worker is gone. Raises RunError when run.json is unreadable.
+
+    The record is written only with the run's writer lock, which a live worker never
+    gives up: a reader can take it only from a dead one.
+    """
     info = run.info()
-    if info.get("status") not in ACTIVE:
+    if info.get("status") not in ("queued", "running"):
         return info
     reason = lost_reason(run, info)
     if reason is None:
         return info
-    fresh = run.info()  # the worker may have finished between the two reads
-    if fresh.get("status") not in ACTIVE:
-        return fresh
-    return run.update(status="failed", finished=now_iso(), error_kind="internal",
-                      error=f"worker lost: {reason}")
+    if not records.acquire(run.path, wait_s=0.0):
+        return run.info()  # a live process holds it after all (it just started)
+    try:
+        fresh = run.info()  # the worker may have finished between the two reads
+        if fresh.get("status") != info.get("status"):
+            return fresh
+        record = run.update(status="failed", finished=now_iso(), error_kind="internal",
+                            error=f"worker lost: {reason}")
+        run.event("end", status="failed", error=record["error"])
+        return record
+    finally:
+        records.release(run.path)
 
 
 # ------------------------------------------------------------------------ worker side
 
 
-class _Heartbeat(threading.Thread):
-    def __init__(self, run: Run, me: dict):
-        super().__init__(name=f"heartbeat-{run.id}", daemon=True)
+class CancelRequested(RunCancelled):
+    """Raised in the thread executing a run when a ``cancel.request`` appears (by
+    :class:`_Watcher`, through ``PyThreadState_SetAsyncExc``: it works in any thread, so a
+    run in a Dask worker's thread is cancelled like one in a process's main thread)."""
+
+    def __init__(self) -> None:
+        BaseException.__init__(self, "cancel requested")
+        self.signum = signal.SIGTERM
+        self.signame = "cancel request"
+
+
+def _raise_in(thread_id: int, exc_type: type[BaseException] | None) -> None:
+    """Raise ``exc_type`` in the thread ``thread_id`` at its next bytecode (None clears a
+    pending one)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc_type) if exc_type else None)
+
+
+class _Watcher(threading.Thread):
+    """Beside a run: writes the heartbeat every :data:`HEARTBEAT_S` seconds and polls the
+    run's cancel request every :data:`CANCEL_POLL_S` seconds; a request raises
+    :class:`CancelRequested` in the thread executing the run, once, while it executes."""
+
+    def __init__(self, run: Run, me: dict, target: int):
+        super().__init__(name=f"watch-{run.id}", daemon=True)
         self.run_ = run
         self.me = me
+        self.target = target
         self.stop = threading.Event()
+        self.guard = threading.Lock()
+        self.armed = True
         self.cancel_sent = False
 
-    def beat(self, check_cancel: bool = True) -> None:
+    def beat(self) -> None:
         try:
             self.run_.write_heartbeat({**self.me, "unix": time.time(), "time": now_iso()})
         except OSError:
             pass  # a full or read-only disk must not kill the run; readers will see it stale
-        if check_cancel and not self.cancel_sent and self.run_.cancel_requested() is not None:
-            self.cancel_sent = True
-            os.kill(os.getpid(), signal.SIGTERM)
+
+    def check_cancel(self) -> None:
+        if self.cancel_sent or self.run_.cancel_requested() is None:
+            return
+        with self.guard:
+            if self.armed:
+                self.cancel_sent = True
+                _raise_in(self.target, CancelRequested)
+
+    def disarm(self) -> None:
+        """No cancel from now on (the run is recording its end); clears one in flight."""
+        with self.guard:
+            self.armed = False
+            if self.cancel_sent:
+                _raise_in(self.target, None)
 
     def run(self) -> None:
+        next_beat = 0.0
         while not self.stop.is_set():
-            self.beat()
-            self.stop.wait(HEARTBEAT_S)
+            now = time.monotonic()
+            if now >= next_beat:
+                self.beat()
+                next_beat = now + HEARTBEAT_S
+            self.check_cancel()
+            self.stop.wait(CANCEL_POLL_S)
 
 
 class Supervision:
-    """State of :func:`supervised`: which stop signal arrived, if any."""
+    """State of :func:`supervised`: which stop signal arrived, if any; :meth:`ending`
+    stops cancellation while the run records its end."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.watcher: _Watcher | None = None
+        self.ended = False
 
-    def handler(self, signum, frame) -> None:  # noqa: ARG002 (signal handler signature)
-        if self.signum is not None:
+    def handler(self, signum, frame) -> None:
+        if self.signum is not None or self.ended:
             return  # the first signal is already ending the run; do not interrupt its record
         self.signum = signum
         raise RunCancelled(signum)
 
+    def ending(self) -> None:
+        self.ended = True
+        if self.watcher is not None:
+            self.watcher.disarm()
+
 
 @contextmanager
 def supervised(run: Run) -> Iterator[Supervision]:
-    """Signal handlers and a heartbeat thread around the execution of ``run``.
+    """Signal handlers, a heartbeat and a cancel watcher around the execution of ``run``.
 
-    Signal handlers can only be installed from the main thread; elsewhere (a test calling
-    the runner from a thread) only the heartbeat runs.
+    Signal handlers can only be installed from the main thread; elsewhere (a Dask worker's
+    thread, a test) the watcher alone stops the run on a cancel request.
     """
     state = Supervision()
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, state.handler)
-    beat = _Heartbeat(run, identity())
-    beat.beat(check_cancel=False)
-    beat.start()
+    watcher = _Watcher(run, identity(), threading.get_ident())
+    state.watcher = watcher
+    watcher.beat()
+    watcher.start()
     try:
         yield state
     finally:
-        beat.stop.set()
-        beat.join(timeout=2 * HEARTBEAT_S)
+        state.ending()
+        watcher.stop.set()
+        watcher.join(timeout=2 * HEARTBEAT_S)
         for sig, old in previous.items():
             signal.signal(sig, old)
-

@@ -24,15 +24,18 @@ import torch
 import xarray as xr
 
 from backend import paths, resources
+from backend import record as records
+from backend.cache import DataCache, task_key
 from backend.config import ExperimentConfig
 from backend.device import choose_device, describe
-from backend.liveness import RunCancelled, identity, supervised
+from backend.liveness import CancelRequested, RunCancelled, identity, supervised
+from backend.reuse import code_version, data_fingerprint, reuse_key
 from backend.store import Run, RunStore, now_iso
-from data.canonical import fingerprint, open_dataset
-from oceanlab_errors import ConfigError, OceanLabError
+from data.canonical import open_dataset
 from data.physics import resolve_physics
 from data.tasks import Task, TaskContext, get_task
 from models import registry
+from oceanlab_errors import ConfigError, OceanLabError, RunError
 
 log = logging.getLogger(__name__)
 
@@ -112,68 +115,173 @@ def add_physics_scores(task: Task, pred: xr.Dataset, scores: dict,
     return scores, diagnostics
 
 
-def _record_end(run: Run, t0: float, timings: dict, **fields) -> None:
+def _record_end(run: Run, t0: float, timings: dict, supervision=None, **fields) -> None:
+    if supervision is not None:
+        supervision.ending()  # no cancel from now on: the end is being recorded
     timings["total_s"] = round(time.perf_counter() - t0, 3)
-    run.update(finished=now_iso(), timings=timings, **fields)
+    run.update(finished=now_iso(), finished_unix=time.time(), timings=timings, **fields)
+    run.event("end", status=fields.get("status"), error=fields.get("error"),
+              seconds=timings["total_s"])
 
 
-def execute(config: ExperimentConfig, store: RunStore, run: Run | None = None) -> Run:
+class Reporter:
+    """The progress function given to a model: each row becomes an event of the run's
+    ``events.jsonl``; the latest state goes into ``run.json`` at most every
+    :attr:`min_interval_s` seconds (every epoch and every stage change at once), with the
+    time left estimated from the rate of the current stage."""
+
+    min_interval_s = 0.5
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.rows: list[dict] = []
+        #: The latest epoch's fields, kept in the progress of later stages.
+        self.epoch_fields: dict = {}
+        self.stage: str | None = None
+        self.stage_started = time.time()
+        self.last_write = 0.0
+
+    def stage_begins(self, stage: str, **fields) -> None:
+        self.stage = stage
+        self.stage_started = time.time()
+        self.run.event("stage", stage=stage, **fields)
+        self.write({**self.epoch_fields, "stage": stage, **fields}, force=True)
+
+    def write(self, progress: dict, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self.last_write < self.min_interval_s:
+            return
+        self.last_write = now
+        self.run.update(progress={**progress, "stage_started": self.stage_started})
+
+    def __call__(self, row: dict) -> None:
+        row = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in row.items()}
+        if "epoch" in row:  # an epoch of training: history.csv and the loss curve
+            self.rows.append(row)
+            self.run.write_history(pd.DataFrame(self.rows))
+            self.run.event("epoch", **row)
+            if self.stage != "fit":
+                self.stage, self.stage_started = "fit", time.time()
+            progress = {k: row[k] for k in ("epoch", "epochs", "train_loss", "val_loss")
+                        if k in row}
+            self.epoch_fields = dict(progress)
+            progress["stage"] = "fit"
+            eta = _eta(self.stage_started, row.get("epoch"), row.get("epochs"))
+            self.write({**progress, "eta_s": eta}, force=True)
+            return
+        stage = str(row.get("stage") or self.stage or "work")
+        if stage != self.stage:
+            self.stage, self.stage_started = stage, time.time()
+            force = True
+        else:
+            force = row.get("done") == row.get("total")
+        self.run.event("progress", **row)
+        eta = _eta(self.stage_started, row.get("done"), row.get("total"))
+        self.write({**self.epoch_fields, **row, "stage": stage, "eta_s": eta}, force=force)
+
+
+def _eta(started: float, done, total) -> float | None:
+    """Seconds left at the rate since ``started`` (None before any progress)."""
+    try:
+        done, total = float(done), float(total)
+    except (TypeError, ValueError):
+        return None
+    if done <= 0 or total <= 0:
+        return None
+    elapsed = time.time() - started
+    return round(max(0.0, elapsed / done * (total - done)), 1)
+
+
+def execute(config: ExperimentConfig, store: RunStore, run: Run | None = None,
+            executor: str = "local", data_cache: DataCache | None = None) -> Run:
     """Run ``config`` and record everything in ``run`` (a new run folder if None).
 
-    Never raises for a failing or stopped experiment: the run ends ``done``, ``failed`` (with
-    the error and, for bugs, the traceback in run.json) or ``cancelled`` (SIGTERM or SIGINT,
-    see :mod:`backend.liveness`). A worker killed with SIGKILL cannot record anything; its
-    heartbeat stops and readers record it as lost. Returns the run.
+    This process is the run's one writer: it holds the run's writer lock from start to end
+    (:mod:`backend.record`). Never raises for a failing or stopped experiment: the run ends
+    ``done``, ``failed`` (with the error and, for bugs, the traceback in run.json) or
+    ``cancelled`` (a cancel request, SIGTERM or SIGINT, see :mod:`backend.liveness`). A
+    worker killed with SIGKILL cannot record anything; its lock is dropped and readers
+    record it as lost. ``data_cache`` keeps built tasks between runs of a long-lived worker.
+    Returns the run.
     """
-    run = run or store.create(config.to_dict())
-    t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-    with supervised(run) as supervision:
-        try:
-            run.update(status="running", started=now_iso(), pid=os.getpid(), worker=identity(),
-                       versions=package_versions())
-            if run.cancel_requested() is not None:
-                raise RunCancelled(signal.SIGTERM)
-            _execute(config, run, timings, t0)
-        except RunCancelled as exc:
-            _record_end(run, t0, timings, status="cancelled", error=f"cancelled ({exc} by the worker)")
-        except KeyboardInterrupt:
-            _record_end(run, t0, timings, status="cancelled", error="cancelled (interrupted, Ctrl-C)")
-        except SystemExit as exc:  # a library called sys.exit (Lightning does on Ctrl-C)
-            if supervision.signum is not None:
-                name = signal.Signals(supervision.signum).name
-                _record_end(run, t0, timings, status="cancelled", error=f"cancelled ({name} received)")
-            else:
-                _record_end(run, t0, timings, status="failed", error_kind="internal",
-                            error=f"the worker exited during the run (SystemExit {exc.code!r})",
+    run = run or store.create(config.to_dict(), status="queued")
+    if not records.acquire(run.path, wait_s=records.LOCK_WAIT_S):
+        raise RunError(f"run {run.id} is already being executed by another process")
+    try:
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        with supervised(run) as supervision:
+            try:
+                run.update(status="running", started=now_iso(), started_unix=time.time(),
+                           pid=os.getpid(), worker=identity(), versions=package_versions(),
+                           executor=executor, code_version=code_version(),
+                           progress={"stage": "start"})
+                run.event("start", executor=executor, worker=identity())
+                if run.cancel_requested() is not None:
+                    raise RunCancelled(signal.SIGTERM)
+                end = _execute(config, run, timings, data_cache)
+                _record_end(run, t0, timings, supervision, status="done", **end)
+            except RunCancelled as exc:
+                why = ("cancelled by the user" if isinstance(exc, CancelRequested)
+                       else f"cancelled ({exc} by the worker)")
+                _record_end(run, t0, timings, supervision, status="cancelled", error=why)
+            except KeyboardInterrupt:
+                _record_end(run, t0, timings, supervision, status="cancelled",
+                            error="cancelled (interrupted, Ctrl-C)")
+            except SystemExit as exc:  # a library called sys.exit (Lightning does on Ctrl-C)
+                if supervision.signum is not None:
+                    name = signal.Signals(supervision.signum).name
+                    _record_end(run, t0, timings, supervision, status="cancelled",
+                                error=f"cancelled ({name} received)")
+                else:
+                    _record_end(run, t0, timings, supervision, status="failed",
+                                error_kind="internal",
+                                error=f"the worker exited during the run (SystemExit {exc.code!r})",
+                                traceback=traceback.format_exc())
+            except OceanLabError as exc:
+                _record_end(run, t0, timings, supervision, status="failed", error=str(exc),
+                            error_kind="input")
+            except MemoryError:
+                _record_end(run, t0, timings, supervision, status="failed", error_kind="input",
+                            error="out of memory: the run needs more memory than this machine "
+                                  "has; use a smaller region, period or batch, or lower "
+                                  "limits.max_memory_gb so that such runs are refused before "
+                                  "they start")
+            except BaseException as exc:  # noqa: BLE001 (a bug, not bad input: keep the traceback)
+                _record_end(run, t0, timings, supervision, status="failed", error_kind="internal",
+                            error=f"{type(exc).__name__}: {exc}".strip().splitlines()[0],
                             traceback=traceback.format_exc())
-        except OceanLabError as exc:
-            _record_end(run, t0, timings, status="failed", error=str(exc), error_kind="input")
-        except MemoryError:
-            _record_end(run, t0, timings, status="failed", error_kind="input",
-                        error="out of memory: the run needs more memory than this machine has; "
-                              "use a smaller region, period or batch, or lower limits.max_memory_gb "
-                              "so that such runs are refused before they start")
-        except BaseException as exc:  # a bug, not bad input: keep the traceback for the report
-            _record_end(run, t0, timings, status="failed", error_kind="internal",
-                        error=f"{type(exc).__name__}: {exc}".strip().splitlines()[0],
-                        traceback=traceback.format_exc())
+    finally:
+        records.release(run.path)
     return run
 
 
-def _execute(config: ExperimentConfig, run: Run, timings: dict, t0: float) -> None:
+def _execute(config: ExperimentConfig, run: Run, timings: dict,
+             data_cache: DataCache | None) -> dict:
+    """Everything of a run up to its end; returns the fields of the ``done`` record."""
     torch.manual_seed(config.train.seed)
     np.random.seed(config.train.seed % 2**32)
+    reporter = Reporter(run)
+    reporter.stage_begins("load")
     device = choose_device(config.train.device)
     path = resolve_data_path(config)
     run.update(device=describe(device))
     estimate = resources.check_before_loading(config, path)
-    run.update(data={"path": str(path), "fingerprint": fingerprint(path)},
+    fp = data_fingerprint(path)
+    run.update(data={"path": str(path), "fingerprint": fp},
+               reuse_key=reuse_key(config.to_dict(), fp),
                memory={"limit_bytes": resources.limit_bytes(config), "estimate_bytes": estimate})
 
     tic = time.perf_counter()
-    task = build_task(config, path, RunStore(run.path.parent))
+    store = RunStore(run.path.parent)
+    if data_cache is not None:
+        key = task_key(fp, config.to_dict()["data"], config.to_dict()["task"])
+        task, hit = data_cache.get_or_build(key, lambda: build_task(config, path, store),
+                                            resources.limit_bytes(config))
+    else:
+        task, hit = build_task(config, path, store), False
     timings["load_s"] = round(time.perf_counter() - tic, 3)
+    run.update(cache={"data": "hit" if hit else ("miss" if data_cache is not None else "off")})
 
     model_cls = registry.get(config.model.name)
     if not model_cls.supports(task.kind):
@@ -183,21 +291,17 @@ def _execute(config: ExperimentConfig, run: Run, timings: dict, t0: float) -> No
     model.configure(config.train)
     estimate = resources.check_model(config, model, task, str(path))
     run.update(memory={"limit_bytes": resources.limit_bytes(config), "estimate_bytes": estimate})
+    model.progress = reporter
 
-    rows: list[dict] = []
-
-    def progress(row: dict) -> None:
-        rows.append(row)
-        run.write_history(pd.DataFrame(rows))
-        run.update(progress={k: row[k] for k in ("epoch", "epochs") if k in row})
-
+    reporter.stage_begins("fit")
     tic = time.perf_counter()
-    history = model.fit(task, config.train, progress=progress, log_dir=run.path)
+    history = model.fit(task, config.train, progress=reporter, log_dir=run.path)
     timings["fit_s"] = round(time.perf_counter() - tic, 3)
     if history is None or not len(history):
         history = pd.DataFrame(columns=["epoch", "train_loss", "val_loss"])
     run.write_history(history)
 
+    reporter.stage_begins("predict")
     tic = time.perf_counter()
     test_times = task.sample_times("test")
     rec = model.predict(task, test_times)
@@ -207,12 +311,17 @@ def _execute(config: ExperimentConfig, run: Run, timings: dict, t0: float) -> No
     weights = model.state_dict()
     if weights:
         run.write_weights(weights)
+    info = getattr(model, "execution_info", None)
+    run.update(execution=info() if callable(info) else None)
 
+    reporter.stage_begins("score")
     tic = time.perf_counter()
     scores, diagnostics = task.score(pred)
     scores, diagnostics = add_physics_scores(task, pred, scores, diagnostics)
     timings["score_s"] = round(time.perf_counter() - tic, 3)
     run.write_metrics(scores)
     run.write_diagnostics(diagnostics)
-    _record_end(run, t0, timings, status="done",
-                periods={k: [str(a.date()), str(b.date())] for k, (a, b) in task.periods.items()})
+    return {"periods": {k: [str(a.date()), str(b.date())] for k, (a, b) in task.periods.items()},
+            "progress": {**{k: v for k, v in (run.info().get("progress") or {}).items()
+                            if k in ("epoch", "epochs", "train_loss", "val_loss")},
+                         "stage": "done", "done": 1, "total": 1, "eta_s": 0}}

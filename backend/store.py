@@ -20,9 +20,15 @@ Layout of ``<runs_dir>/<run_id>/``:
     best checkpoint on the validation loss, for learned models.
 ``history.csv``
     one row per epoch (epoch, train_loss, val_loss, …).
+``events.jsonl``
+    one JSON object per line, appended as the run goes: its stages, each epoch, progress
+    steps of methods without epochs, the end (see :mod:`backend.record`).
 ``heartbeat.json``
     written every few seconds by the process executing the run (pid, host, time); readers
     use it and the recorded worker identity to tell a live run from a lost one.
+``writer.lock``
+    the run's writer lock: only the process holding it writes ``run.json``
+    (:mod:`backend.record`); the process executing the run holds it to the end.
 ``cancel.request``
     written by another process to ask the worker to stop; the worker polls it.
 
@@ -46,6 +52,8 @@ from typing import Any
 import pandas as pd
 import xarray as xr
 
+from backend import record as records
+from backend.record import RunRecord, append_event, parse_record, read_events
 from oceanlab_errors import RunError
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
@@ -153,13 +161,38 @@ class Run:
             raise RunError(f"{self.path / RUN_FILE}: status is not a string")
         return info
 
+    def record(self) -> RunRecord:
+        """run.json as the typed :class:`backend.record.RunRecord`; RunError when it is
+        missing or not a run record."""
+        return parse_record(self.info(), self.path / RUN_FILE)
+
     def update(self, **fields: Any) -> dict:
-        """Merge ``fields`` into run.json (read, update, atomic rewrite)."""
-        info = self.info() if (self.path / RUN_FILE).exists() else {"id": self.id}
-        info.update(fields)
-        info["updated"] = now_iso()
-        atomic_write_json(self.path / RUN_FILE, info)
+        """Merge ``fields`` into run.json (read, update, check, atomic rewrite) as its one
+        writer: under the run's writer lock, which the executing process holds for the
+        whole run (:mod:`backend.record`); RunError when another live process holds it."""
+        return self.modify(lambda info: info.update(fields))
+
+    def modify(self, change) -> dict:
+        """Apply ``change(info)`` (a function editing the dict in place) to run.json under
+        the writer lock, check the result is a run record, and write it atomically."""
+        with records.writer(self.path):
+            info = self.info() if (self.path / RUN_FILE).exists() else {"id": self.id}
+            change(info)
+            info["updated"] = now_iso()
+            parse_record(info, self.path / RUN_FILE)  # never write a record readers refuse
+            atomic_write_json(self.path / RUN_FILE, info)
         return info
+
+    # -- events ---------------------------------------------------------------------------
+    def event(self, kind: str, **fields: Any) -> None:
+        """Append one event (``{"kind", "time", "unix", …}``) to ``events.jsonl``."""
+        import time as _time
+
+        append_event(self.path, {"kind": kind, "time": now_iso(), "unix": round(_time.time(), 3),
+                                 **fields})
+
+    def events(self, since: int = 0) -> list[dict]:
+        return read_events(self.path, since)
 
     @property
     def status(self) -> str:

@@ -17,8 +17,13 @@ if TYPE_CHECKING:
     from data.tasks import Task
     from models.trainer import TrainSettings
 
-#: Called by ``fit`` with a dict such as ``{"epoch": 3, "epochs": 20, "train_loss": ..,
-#: "val_loss": ..}``; the backend turns it into live progress in the run store.
+#: Called with one dict per step of progress; the backend turns each into an event of the
+#: run's ``events.jsonl`` and the latest state of its ``run.json``. Two shapes:
+#:
+#: - an epoch of training, from ``fit``: ``{"epoch": 3, "epochs": 20, "train_loss": ..,
+#:   "val_loss": ..}`` (these rows also make ``history.csv``);
+#: - a stage without epochs, from ``fit`` or ``predict`` (:meth:`Mapper.report`):
+#:   ``{"stage": "solve", "done": 12, "total": 365, "unit": "days"}``.
 ProgressFn = Callable[[dict], None]
 
 
@@ -70,6 +75,16 @@ class Mapper(ABC):
     @classmethod
     def supports(cls, task: str) -> bool:
         return task in cls.tasks
+
+    #: Where :meth:`report` sends stage progress (set by the backend before fit/predict).
+    progress: ProgressFn | None = None
+
+    def report(self, stage: str, done: int, total: int, unit: str = "steps") -> None:
+        """Report ``done`` of ``total`` ``unit`` of ``stage`` (e.g. ``"solve", 12, 365,
+        "days"``) to the backend: live progress for methods without epochs. Cheap; call it
+        once per unit of work (the backend throttles what it writes)."""
+        if self.progress is not None:
+            self.progress({"stage": stage, "done": int(done), "total": int(total), "unit": unit})
 
     def configure(self, settings: TrainSettings) -> None:
         """Take the run's ``train`` settings before any estimate or fit (default: nothing)."""

@@ -14,10 +14,29 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 @pytest.fixture(autouse=True)
 def workspace(tmp_path, monkeypatch):
-    """Every test gets its own OCEANLAB_HOME so nothing leaks into ./workspace."""
+    """Every test gets its own OCEANLAB_HOME so nothing leaks into ./workspace; slot workers
+    a test starts (backend.jobs) exit after 4 idle seconds and are stopped at its end."""
     home = tmp_path / "workspace"
     monkeypatch.setenv("OCEANLAB_HOME", str(home))
-    return home
+    monkeypatch.setenv("OCEANLAB_WORKER_IDLE_S", "4")
+    monkeypatch.delenv("OCEANLAB_SLOTS", raising=False)
+    yield home
+    stop_workers(tmp_path)
+
+
+def stop_workers(under) -> None:
+    """Kill the slot workers (``python -m app worker --slot``) whose run store lies under
+    ``under``."""
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        if "worker" in cmd and "--slot" in cmd and any(str(under) in c for c in cmd):
+            try:
+                proc.kill()
+                proc.wait(5)
+            except (psutil.Error, psutil.TimeoutExpired):
+                pass
 
 
 @pytest.fixture

@@ -255,7 +255,8 @@ def test_cli_train_pinn(capsys, qg_nc, tmp_path, task):
     assert history["epoch"].iloc[-1] == steps and len(history) >= 2
     assert np.allclose(history["train_loss"], history["data_loss"] + history["physics_loss"])
     info = json.loads((run_dir / "run.json").read_text())
-    assert info["progress"] == {"epoch": steps, "epochs": steps}
+    assert (info["progress"]["epoch"], info["progress"]["epochs"]) == (steps, steps)
+    assert info["progress"]["stage"] == "done"
 
 
 # --------------------------------------------------------------- (7) the Experiment page
