@@ -281,7 +281,8 @@ def build_autoencoder(c_in: int, c_out: int, tile: int, params: AutoencoderParam
 
 
 def fit_linear_autoencoder(fields: np.ndarray, latent: int, *, iterations: int = 1000,
-                           seed: int = 0) -> tuple[LinearAutoencoder, np.ndarray]:
+                           seed: int = 0, progress: Callable[[int, int], None] | None = None,
+                           ) -> tuple[LinearAutoencoder, np.ndarray]:
     """The course's demonstration: a linear autoencoder trained on full fields is PCA.
 
     Parameters
@@ -290,6 +291,9 @@ def fit_linear_autoencoder(fields: np.ndarray, latent: int, *, iterations: int =
     latent : size of the latent vector (the number of EOFs).
     iterations : L-BFGS iterations at most (a 200 × 16 × 16 set converges in a few seconds).
     seed : seed of the initial weights.
+    progress : called as ``progress(done, iterations)`` with the L-BFGS iterations done so
+        far (``0`` first, then as each iteration evaluates the loss; ``done == iterations``
+        at the end, also when L-BFGS converges sooner). It changes nothing computed.
 
     Returns
     -------
@@ -312,15 +316,27 @@ def fit_linear_autoencoder(fields: np.ndarray, latent: int, *, iterations: int =
                             tolerance_grad=1e-14, tolerance_change=1e-16,
                             line_search_fn="strong_wolfe")
 
+    first = opt.param_groups[0]["params"][0]  # L-BFGS counts its iterations in its state
+    reported = [0]
+    if progress is not None:
+        progress(0, iterations)
+
     def closure() -> torch.Tensor:
         # squared error of a whole field, averaged over samples (the mean over points too
         # makes the gradients so small that L-BFGS stalls well before the optimum)
+        if progress is not None:
+            done = min(int(opt.state[first].get("n_iter", 0)), iterations)
+            if done > reported[0]:
+                reported[0] = done
+                progress(done, iterations)
         opt.zero_grad()
         loss = (net(data) - data).pow(2).sum() / len(data)
         loss.backward()
         return loss
 
     opt.step(closure)
+    if progress is not None:
+        progress(iterations, iterations)
     return net.eval(), mean
 
 

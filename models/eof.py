@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -89,6 +90,12 @@ log = logging.getLogger(__name__)
 _OVERSAMPLE = 8
 #: The mode search stops this many modes past the best CV error.
 _CV_PATIENCE = 5
+#: At most about this many progress reports of the sweeps of one final reconstruction.
+_SWEEP_REPORTS = 100
+
+#: ``progress(stage, done, total, unit)`` of :func:`dineof` (:meth:`Mapper.report`'s
+#: signature).
+StageProgress = Callable[[str, int, int, str], None]
 
 
 class EOFParams(ModelParams):
@@ -216,7 +223,7 @@ def dineof(
     x: np.ndarray, *, max_modes: int = 40, cv_fraction: float = 0.03, tol: float = 1e-3,
     max_iter: int = 100, seed: int = 0, cv_columns: np.ndarray | None = None,
     positions: np.ndarray | None = None, time_filter: float = 0.0, time_filter_steps: int = 1,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "cpu", progress: StageProgress | None = None,
 ) -> DineofResult:
     """DINEOF on the anomaly matrix ``x`` ``(n_space, n_time)``, NaN where missing.
 
@@ -224,6 +231,13 @@ def dineof(
     be held out for the cross-validation (not the fully observed training columns);
     ``positions`` (integer time steps of the columns, default ``0…n−1``) place them for the
     temporal filter. See the module docstring for the algorithm. Float64 throughout.
+
+    ``progress(stage, done, total, unit)``, if given, follows the work (it changes nothing
+    computed): ``"cross-validate"`` in ``"modes"`` (mode counts tried out of the most that
+    may be, jumping to the total when the search stops early), then ``"reconstruct"`` in
+    ``"sweeps"`` (the final fit's sweeps out of ``max_iter``, the total at convergence);
+    without held-out points (nothing to cross-validate) ``"reconstruct"`` in ``"modes"``
+    (mode counts fitted out of the most). Each stage ends with ``done == total``.
     """
     x = np.asarray(x, dtype=np.float64)
     m, n = x.shape
@@ -251,8 +265,9 @@ def dineof(
     sub = _Subspace(n, filt, gen, torch.float64, dev)
     kmax = max(1, min(int(max_modes), m, n - 1 if n > 1 else 1))
 
-    def iterate(filled: torch.Tensor, known: torch.Tensor, k: int) -> tuple[torch.Tensor,
-                                                                              torch.Tensor, int]:
+    def iterate(filled: torch.Tensor, known: torch.Tensor, k: int,
+                on_sweep: Callable[[int], None] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, int]:
         # Hard-impute sweeps with Nesterov momentum on the filled matrix, restarted whenever
         # the misfit to the known entries grows (plain DINEOF converges slowly when most
         # entries are missing; the fixed point is the same).
@@ -279,7 +294,19 @@ def dineof(
             misfit, last = fit, new_filled
             if change / scale < tol:
                 return new_filled, rec, it
+            if on_sweep is not None:
+                on_sweep(it)
         return last, rec, max_iter
+
+    def report(stage: str, done: int, total: int, unit: str) -> None:
+        if progress is not None:
+            progress(stage, done, total, unit)
+
+    every = max(1, max_iter // _SWEEP_REPORTS)
+
+    def sweep_report(it: int) -> None:
+        if it % every == 0:
+            report("reconstruct", it, max_iter, "sweeps")
 
     # Cross-validation over k, every mode count starting from the previous one's filled matrix.
     fit = obs_t & ~held_t
@@ -289,28 +316,36 @@ def dineof(
     best_k, best_err, best_filled = 1, math.inf, filled
     if n_cv:
         truth_cv = xt[held_t]
+        report("cross-validate", 0, kmax, "modes")
         for k in range(1, kmax + 1):
             filled, rec, its = iterate(filled, fit, k)
             sweeps += its
             err = float(torch.sqrt(torch.mean((rec[held_t] - truth_cv) ** 2)))
             cv.append(err)
             log.debug("DINEOF: %d modes, %d sweeps, CV RMSE %.5g", k, its, err)
+            report("cross-validate", k, kmax, "modes")
             if err < best_err:
                 best_k, best_err, best_filled = k, err, filled
             elif k - best_k >= _CV_PATIENCE:
                 break
+        if len(cv) < kmax:  # the search stopped early: the mode counts left are skipped
+            report("cross-validate", kmax, kmax, "modes")
         filled = best_filled
     else:
         best_k = kmax
     # Final reconstruction at the chosen k with every observation.
     if n_cv:
         filled = torch.where(obs_t, xt, filled)
-        filled, rec, its = iterate(filled, obs_t, best_k)
+        report("reconstruct", 0, max_iter, "sweeps")
+        filled, rec, its = iterate(filled, obs_t, best_k, sweep_report)
         sweeps += its
+        report("reconstruct", max_iter, max_iter, "sweeps")
     else:
+        report("reconstruct", 0, best_k, "modes")
         for k in range(1, best_k + 1):
             filled, rec, its = iterate(filled, obs_t, k)
             sweeps += its
+            report("reconstruct", k, best_k, "modes")
     return DineofResult(filled=filled.cpu().numpy(), reconstruction=rec.cpu().numpy(),
                         n_modes=best_k, cv_rmse=cv, sweeps=sweeps, n_cv=n_cv)
 
@@ -481,9 +516,11 @@ class EOFMapper(Mapper):
         residual = x - pcs @ e.T if p.residual == "persist" else 0.0
         horizon = task.params.horizon
         out = np.full((len(pos), horizon) + ocean.shape, np.nan)
+        self.report("forecast", 0, horizon, "leads")
         for h in range(horizon):
             pcs = pcs @ a.T
             out[:, h][:, ocean] = lim["mean"] + pcs @ e.T + residual
+            self.report("forecast", h + 1, horizon, "leads")
         da = task.wrap(out, starts)
         da.attrs.update({"eof_n_modes": int(e.shape[1]), "eof_variance": lim["variance"],
                          "eof_spectral_radius": lim["radius"], "eof_residual": p.residual})
@@ -521,7 +558,8 @@ class EOFMapper(Mapper):
         res = dineof(x, max_modes=p.max_modes, cv_fraction=p.cv_fraction, tol=p.tol,
                      max_iter=p.max_iter, seed=self.seed, cv_columns=cv_cols,
                      positions=positions, time_filter=p.time_filter,
-                     time_filter_steps=p.time_filter_steps, device=self.device)
+                     time_filter_steps=p.time_filter_steps, device=self.device,
+                     progress=self.report)
         log.info("DINEOF: %d modes chosen (CV RMSE %s), %d sweeps, %d columns (%d of "
                  "training truth) of %d cells", res.n_modes,
                  ", ".join(f"{e:.4g}" for e in res.cv_rmse), res.sweeps, x.shape[1], train.size,

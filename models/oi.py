@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -71,9 +71,9 @@ import torch
 import xarray as xr
 from pydantic import Field, field_validator
 
-from oceanlab_errors import ConfigError, DataError
 from models.base import Mapper, ModelParams
 from models.registry import register
+from oceanlab_errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -524,6 +524,7 @@ def optimal_interpolation(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float64,
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    progress: Callable[[int, int], None] | None = None,
 ) -> xr.DataArray:
     """Map gridded, gappy observations onto a grid and days by optimal interpolation.
 
@@ -569,6 +570,10 @@ def optimal_interpolation(
         together while their padded covariance matrices (about ``3 M² × itemsize`` each for
         ``M`` observations) and grid factors fit in it. A system that alone exceeds it is
         processed on its own, so the peak is then about that system's need.
+    progress : called as ``progress(done, total)`` with the number of output days solved so
+        far and ``total = len(times)``: ``done = 0`` once the arguments are checked, then
+        after each system of days is mapped, ending with ``done == total``. It only
+        observes: the result is the same with or without it.
 
     Returns
     -------
@@ -613,6 +618,9 @@ def optimal_interpolation(
     ref = obs_time[0] if np.issubdtype(obs_time.dtype, np.datetime64) and obs_time.size else None
     t_out = _days(out_times, ref)
     n_time, n_lat, n_lon = len(t_out), len(out_lat), len(out_lon)
+    solved = 0  # output days mapped so far (for ``progress``)
+    if progress is not None:
+        progress(0, n_time)
 
     # Flatten the observations, sorted by time, and remove the background.
     t_all, i_y, i_x, y_all = _flatten(obs, ref)
@@ -641,9 +649,9 @@ def optimal_interpolation(
 
     result = np.zeros((n_time, n_lat, n_lon), dtype=np.float64)
     itemsize = torch.empty((), dtype=dtype).element_size()
-    kw = dict(lx=lx_deg, ly=ly_deg, lt=lt_days, noise=float(noise))
+    kw = {"lx": lx_deg, "ly": ly_deg, "lt": lt_days, "noise": float(noise)}
     if counts.max(initial=0) > 0:
-        to = dict(device=device, dtype=torch.float64)
+        to = {"device": device, "dtype": torch.float64}
         obs_t = torch.as_tensor(sobs.t, **to)
         obs_lat = torch.as_tensor(sobs.lat, **to)
         obs_lon = torch.as_tensor(sobs.lon, **to)
@@ -658,6 +666,10 @@ def optimal_interpolation(
                   len(sobs), y_all.size, len(batches))
         for systems in batches:
             if counts[systems].max() == 0:
+                # days without any observation in their window: the background
+                solved += sum(len(plan.days[s]) for s in systems)
+                if progress is not None:
+                    progress(solved, n_time)
                 continue
             tensors = _gather(systems, plan.start, counts, t_ref, obs_t, obs_lat, obs_lon,
                               obs_y, obs_r)
@@ -672,13 +684,18 @@ def optimal_interpolation(
             dt, la, lo = tensors[0], tensors[1], tensors[2]
             for b, s in enumerate(systems):
                 days = plan.days[s]
-                if counts[s] == 0:
-                    continue
-                m = int(counts[s])
-                offsets = torch.as_tensor(t_out[days] - t_ref[s], **to)
-                result[days] = _map_days(w[b, :m], dt[b, :m], la[b, :m], lo[b, :m], offsets,
-                                         grid_lat, grid_lon, lx=lx_deg, ly=ly_deg,
-                                         lt=lt_days).cpu().numpy()
+                if counts[s] > 0:
+                    m = int(counts[s])
+                    offsets = torch.as_tensor(t_out[days] - t_ref[s], **to)
+                    result[days] = _map_days(w[b, :m], dt[b, :m], la[b, :m], lo[b, :m],
+                                             offsets, grid_lat, grid_lon, lx=lx_deg,
+                                             ly=ly_deg, lt=lt_days).cpu().numpy()
+                solved += len(days)
+                if progress is not None:
+                    progress(solved, n_time)
+    if progress is not None and solved != n_time:
+        # nothing was solved (no observation at all): every day is the background
+        progress(n_time, n_time)
 
     if bg_out is not None:
         result += bg_out[None]
@@ -890,6 +907,7 @@ class OIMapper(Mapper):
             superobs_days=p.superobs_days, block_days=p.block_days, max_obs=p.max_obs,
             device=self.device,
             dtype=torch.float32 if p.precision == "float32" else torch.float64,
+            progress=lambda done, total: self.report("solve", done, total, "days"),
         )
         ocean = xr.DataArray(np.asarray(task.mask.values, dtype=bool), dims=("lat", "lon"))
         oi_attrs = {k: v for k, v in out.attrs.items() if k.startswith("oi_")}

@@ -66,6 +66,12 @@ from oceanlab_errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
+#: Stage and unit of :meth:`PINNMapper.predict`'s progress (:meth:`Mapper.report`): windows
+#: fitted out of the windows of the request. All windows are one batched network trained
+#: together (splitting them would change their random draws), so the count goes from 0 to
+#: all at once; the optimiser's steps in between are reported like epochs (``_report``).
+_FIT_STAGE, _FIT_UNIT = "fit windows", "windows"
+
 
 class PINNParams(ModelParams):
     """Parameters of the physics-informed neural field (see the module docstring)."""
@@ -424,7 +430,6 @@ class PINNMapper(Mapper):
         :meth:`predict` is asked for days); keeps ``progress`` so that those fits report
         their steps (live progress and ``history.csv``: epoch = step)."""
         self._progress = progress
-        return None
 
     def _report(self, row: dict) -> None:
         if self._progress is not None:
@@ -516,6 +521,7 @@ class PINNMapper(Mapper):
         order = np.argsort(t_out, kind="stable")
         chunks = [order[i:i + p.stride_days] for i in range(0, len(order), p.stride_days)]
         centres = np.array([0.5 * (t_out[c].min() + t_out[c].max()) for c in chunks])
+        self.report(_FIT_STAGE, 0, len(centres), _FIT_UNIT)
         # each output day goes to the window centred nearest to it
         owner = np.abs(t_out[:, None] - centres[None, :]).argmin(1) if len(centres) else []
         half = 0.5 * p.window_days
@@ -537,6 +543,7 @@ class PINNMapper(Mapper):
             net, info = fit_windows(problem, p, physics, self.device, self.seed,
                                     progress=self._report)
             self.history = info["history"]
+            self.report(_FIT_STAGE, len(centres), len(centres), _FIT_UNIT)
             result = self._evaluate_days(net, info, x, y, [
                 (np.flatnonzero(owner == w), t_out[owner == w] - centres[w])
                 for w in range(len(centres))], len(times))
@@ -575,6 +582,7 @@ class PINNMapper(Mapper):
         pos = all_times.get_indexer(starts)
         if (pos < 0).any():
             raise DataError(f"{task.label}: forecast starts outside the record")
+        self.report(_FIT_STAGE, 0, len(starts), _FIT_UNIT)
         state = np.asarray(task.state.transpose("time", "lat", "lon").values, dtype=np.float64)
         days = np.asarray((all_times - all_times[0]) / pd.Timedelta(days=1), dtype=np.float64)
         ocean = np.asarray(task.mask.values, dtype=bool)
@@ -608,6 +616,7 @@ class PINNMapper(Mapper):
             net, info = fit_windows(problem, p, physics, self.device, self.seed,
                                     progress=self._report)
             self.history = info["history"]
+            self.report(_FIT_STAGE, len(starts), len(starts), _FIT_UNIT)
             result = self._evaluate_days(net, info, x, y, per_window, len(starts) * horizon)
         result = result.reshape(len(starts), horizon, n_lat, n_lon) + base[None, None]
         return task.wrap(result, starts)
