@@ -34,14 +34,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING
 
 from backend import record as records
-from backend.config import ExperimentConfig
-from backend.liveness import refresh
+from backend.liveness import identity, refresh
 from backend.store import ACTIVE, RUN_FILE, Run, RunStore, atomic_write_json, now_iso
 from oceanlab_errors import OceanLabError, RunError
+
+if TYPE_CHECKING:  # the config imports every model (torch): not needed to claim a run
+    from backend.config import ExperimentConfig
 
 log = logging.getLogger(__name__)
 
@@ -280,19 +281,12 @@ def worker_loop(root: Path, slot: int, n_slots: int, idle_s: float | None = None
     if fd is None:
         return 0  # another worker has this slot
     idle_s = idle_exit_s() if idle_s is None else idle_s
-    import torch
-
-    torch.set_num_threads(_thread_budget(n_slots))
-    if torch.cuda.device_count() > 1 and n_slots == torch.cuda.device_count():
-        torch.cuda.set_device(slot)
     atomic_write_json(lock.with_suffix(".json"), {
-        "slot": slot, "slots": n_slots, "pid": os.getpid(), "started": now_iso(),
-        "threads": torch.get_num_threads()})
-    from backend import runner  # the heavy imports, once, before the first job
-    from backend.cache import CACHE
+        "slot": slot, "slots": n_slots, "pid": os.getpid(), "started": now_iso()})
     from backend.reuse import code_version, current_code_version
 
     version = code_version()
+    runner = cache = None
     done = 0
     last = time.monotonic()
     try:
@@ -312,7 +306,14 @@ def worker_loop(root: Path, slot: int, n_slots: int, idle_s: float | None = None
                 time.sleep(POLL_S)
                 continue
             try:
-                _execute_claimed(run, runner, CACHE)
+                # The first progress a page sees, before the heavy imports of a new worker.
+                run.update(status="running", started=now_iso(), started_unix=time.time(),
+                           pid=os.getpid(), worker=identity(),
+                           progress={"stage": "start"})
+                run.event("claimed", slot=slot, worker=identity())
+                if runner is None:
+                    runner, cache = _prepare_worker(slot, n_slots)
+                _execute_claimed(run, runner, cache)
             finally:
                 records.release(run.path)
             done += 1
@@ -322,8 +323,25 @@ def worker_loop(root: Path, slot: int, n_slots: int, idle_s: float | None = None
     return done
 
 
+def _prepare_worker(slot: int, n_slots: int):
+    """The heavy imports of a slot worker, its threads and its GPU; ``(runner, cache)``."""
+    import torch
+
+    from backend import runner  # torch, Lightning, the models
+    from backend.cache import CACHE
+
+    torch.set_num_threads(_thread_budget(n_slots))
+    if torch.cuda.device_count() > 1 and n_slots == torch.cuda.device_count():
+        torch.cuda.set_device(slot)
+    return runner, CACHE
+
+
 def _execute_claimed(run: Run, runner, cache) -> None:
     """Execute a run this process has claimed (writer lock held)."""
+    from pydantic import ValidationError
+
+    from backend.config import ExperimentConfig
+
     info = run.info()
     if run.cancel_requested() is not None:
         run.update(status="cancelled", finished=now_iso(), error="cancelled before it started")

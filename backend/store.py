@@ -47,14 +47,15 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
-import xarray as xr
+from typing import TYPE_CHECKING, Any
 
 from backend import record as records
 from backend.record import RunRecord, append_event, parse_record, read_events
 from oceanlab_errors import RunError
+
+if TYPE_CHECKING:  # imported where used: a slot worker claims runs before loading them
+    import pandas as pd
+    import xarray as xr
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 RUN_FILE = "run.json"
@@ -228,6 +229,8 @@ class Run:
         atomic_write_json(self.path / METRICS_FILE, metrics)
 
     def history(self) -> pd.DataFrame:
+        import pandas as pd
+
         p = self.path / HISTORY_FILE
         if not p.exists():
             return pd.DataFrame()
@@ -260,6 +263,8 @@ class Run:
 
     def diagnostics(self) -> xr.Dataset | None:
         """diagnostics.nc loaded, or None when the run has none (older runs)."""
+        import xarray as xr
+
         p = self.path / DIAGNOSTICS_FILE
         if not p.exists():
             return None
@@ -270,6 +275,8 @@ class Run:
             raise RunError(f"{p}: cannot be read ({exc})") from None
 
     def prediction(self) -> xr.Dataset:
+        import xarray as xr
+
         p = self.path / PREDICTION_FILE
         if not p.exists():
             raise RunError(f"{p}: missing (run status: {self.status})")
@@ -349,6 +356,8 @@ class RunStore:
         in ``error``; a queued/running run whose worker is gone is recorded as failed first
         (see :func:`backend.liveness.refresh`).
         """
+        import pandas as pd
+
         from backend.liveness import refresh
 
         rows = []
