@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backend import jobs, paths  # noqa: E402
-from backend.config import build_config  # noqa: E402
-from backend.store import RunStore  # noqa: E402
+from backend import jobs, paths
+from backend.config import build_config
+from backend.store import RunStore
 
 
 def first_progress_s(run, t_submitted: float, timeout: float = 120.0,

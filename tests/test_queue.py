@@ -175,7 +175,7 @@ def test_queue_runs_in_order_and_reports_positions(tmp_path: Path, mock_nc: Path
         assert a["finished_unix"] <= b["started_unix"]  # one slot: one at a time
     assert jobs.queue_positions(store) == {} and jobs.active_runs(store) == []
     kinds = [e["kind"] for e in subs[0].run.events()]
-    assert kinds[:3] == ["queued", "start", "stage"] and kinds[-1] == "end"
+    assert kinds[:4] == ["queued", "claimed", "start", "stage"] and kinds[-1] == "end"
     solve = [e for e in subs[0].run.events() if e["kind"] == "progress"]
     assert solve and solve[-1]["done"] == solve[-1]["total"]  # the OI reported its days
 

@@ -289,7 +289,7 @@ def test_cli_cancel_stops_a_running_worker(tmp_path: Path, mock_nc: Path, capsys
     runs = tmp_path / "runs"
     store = RunStore(runs)
     run = jobs.submit(_queued_run(store, mock_nc, ENDLESS_UNET), store).run
-    wait_for(lambda: run.info().get("status") == "running", timeout=120)
+    wait_for(lambda: (run.info().get("progress") or {}).get("epoch", 0) >= 1, timeout=120)
     assert main(["cancel", run.id, "--runs-dir", str(runs)]) == 0
     assert f"{run.id}: running → cancelled" in capsys.readouterr().out
     assert run.info()["error"] == "cancelled by the user"
@@ -327,7 +327,7 @@ def test_cancel_never_signals_a_process_that_reused_the_pid(tmp_path: Path):
 def test_cancel_reaches_the_real_worker(tmp_path: Path, mock_nc: Path):
     store = RunStore(tmp_path / "runs")
     run = jobs.submit(_queued_run(store, mock_nc, ENDLESS_UNET), store).run
-    wait_for(lambda: run.info().get("status") == "running", timeout=120)
+    wait_for(lambda: (run.info().get("progress") or {}).get("epoch", 0) >= 1, timeout=120)
     assert jobs.cancel(run, wait_s=60) is True
     info = run.info()
     assert info["status"] == "cancelled" and info["error"] == "cancelled by the user"
