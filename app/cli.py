@@ -442,13 +442,21 @@ def _cmd_runs(args) -> int:
         table = RunStore(root).table()
     except OSError as exc:
         raise RunError(f"{label}: cannot read ({_os_error_text(exc)})") from None
+    if not table.empty:
+        from backend.jobs import queue_positions
+
+        positions = queue_positions(RunStore(root))  # 1 = next to start
+        table.insert(2, "position", [positions.get(i) for i in table["id"]])
+        table["position"] = table["position"].astype("Int64")
     if args.json:
         print(table.to_json(orient="records"))
         return 0
     if table.empty:
         print("no runs yet")
         return 0
-    cols = ["id", "status", "task", "model", *_headline_columns(table), "seconds"]
+    cols = ["id", "status", "position", "task", "model", *_headline_columns(table), "seconds"]
+    if table["position"].isna().all():
+        cols.remove("position")
     cols = [c for c in cols if c in table.columns]
     print(table[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     return 0

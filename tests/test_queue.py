@@ -331,6 +331,11 @@ def test_submit_json_and_queue_through_the_cli(tmp_path: Path, mock_nc: Path, ca
     b = json.loads(capsys.readouterr().out)
     assert (a["status"], a["position"], a["reused"]) == ("queued", 1, False)
     assert (b["status"], b["position"]) == ("queued", 2)
+    assert main(["runs", "--runs-dir", str(runs), "--json"]) == 0
+    rows = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert (rows[a["run_id"]]["position"], rows[b["run_id"]]["position"]) == (1, 2)
+    assert main(["runs", "--runs-dir", str(runs)]) == 0
+    assert "position" in capsys.readouterr().out.splitlines()[0]
     assert main(["cancel", a["run_id"], "--runs-dir", str(runs), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "cancelled"
     assert jobs.queue_positions(RunStore(runs)) == {b["run_id"]: 1}
