@@ -8,9 +8,11 @@ STYLE.md: ``st.cache_resource`` for opened datasets (keyed on path + modificatio
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
+import time
 import types
 import typing
 from collections.abc import Callable
@@ -140,9 +142,51 @@ def show_figure(fig: Figure) -> None:
         plt.close(fig)
 
 
+#: Resolution of the figures drawn through :func:`show_cached_figure` (st.pyplot's).
+FIGURE_DPI = 200
+
+
+@st.cache_data(max_entries=48, show_spinner=False)
+def _figure_png(key: tuple, _build: Callable[[], Figure]) -> bytes:
+    """The PNG of the figure ``_build()`` makes; ``key`` alone is the cache key (the builder,
+    its name starting with ``_``, is not hashed)."""
+    import matplotlib.pyplot as plt
+
+    fig = _build()
+    try:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=FIGURE_DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def show_cached_figure(key: tuple, build: Callable[[], Figure]) -> None:
+    """Draw the figure ``build()`` makes, cached as PNG bytes on ``key``.
+
+    ``key`` must name everything the figure depends on: the run folder, the modification
+    time of each file it reads (:func:`run_stamp`) and the widget values, so that drawing
+    the same view again (a revisit, another session) calls no builder and reads no file.
+    PNG bytes pickle where matplotlib figures may not, and ``max_entries`` bounds the memory
+    (48 figures of a few hundred kB).
+    """
+    st.image(_figure_png(key, build), width="stretch")
+
+
+def run_stamp(run: Run, *files: str) -> tuple:
+    """``(run folder, mtime of each of files)``: the run part of a cache key."""
+    return (str(run.path), *(file_mtime(run.path / name) for name in files))
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _store_cached(root: str) -> RunStore:
+    return RunStore(root)
+
+
 def store() -> RunStore:
-    """The run store of the workspace (``$OCEANLAB_HOME/runs``)."""
-    return RunStore(paths.runs_dir())
+    """The run store of the workspace (``$OCEANLAB_HOME/runs``): one object per folder,
+    shared by every session (``st.cache_resource``; it holds only its path)."""
+    return _store_cached(str(paths.runs_dir()))
 
 
 # --------------------------------------------------------------------------- datasets
@@ -265,6 +309,16 @@ class RunInfo:
     epochs: int | None = None
     test_period: tuple[str, str] | None = None
     config: dict = dataclass_field(default_factory=dict)
+    #: Unix times the run entered the queue, started and finished (None when not recorded).
+    queued_unix: float | None = None
+    started_unix: float | None = None
+    finished_unix: float | None = None
+    #: The latest progress (stage, done/total/unit, epoch/epochs, losses, eta_s), checked.
+    progress: dict = dataclass_field(default_factory=dict)
+    executor: str = ""
+    #: What executed the run (precision, compilation, …) and the data cache's answer.
+    execution: dict = dataclass_field(default_factory=dict)
+    cache: dict = dataclass_field(default_factory=dict)
 
     @property
     def readable(self) -> bool:
@@ -306,6 +360,13 @@ def read_run(run: Run) -> RunInfo:
         test_period=(as_text(test[0]), as_text(test[1]))
         if isinstance(test, list | tuple) and len(test) == 2 else None,
         config=config,
+        queued_unix=as_number(info.get("queued_unix")),
+        started_unix=as_number(info.get("started_unix")),
+        finished_unix=as_number(info.get("finished_unix")),
+        progress=progress,
+        executor=as_text(info.get("executor")),
+        execution=as_dict(info.get("execution")),
+        cache=as_dict(info.get("cache")),
     )
 
 
@@ -369,6 +430,27 @@ def runs_table(run_store: RunStore) -> pd.DataFrame:
     return table[[*first, *scores, *rest, "error"]]
 
 
+def with_queue_positions(table: pd.DataFrame, run_store: RunStore) -> pd.DataFrame:
+    """``table`` (:func:`runs_table`) with a ``queue`` column after ``status``: the place of
+    each queued run in the queue (1 = next to start), empty for the others; unchanged when
+    nothing is queued."""
+    from backend import jobs
+
+    if table.empty or "id" not in table:
+        return table
+    try:
+        positions = jobs.queue_positions(run_store)
+    except Exception:  # noqa: BLE001 (a queue folder that cannot be read: no column)
+        return table
+    queued = table["status"] == "queued"
+    if not positions or not queued.any():
+        return table
+    table = table.copy()
+    column = table["id"].map(positions).where(queued).astype("Int64")
+    table.insert(table.columns.get_loc("status") + 1, "queue", column)
+    return table
+
+
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
@@ -377,6 +459,18 @@ def run_label(run: Run) -> str:
     """``id · model · status`` for select boxes (whose options are shown as plain text)."""
     info = read_run(run)
     return f"{run.id} · {info.model} · {info.status}"
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _history_cached(run_dir: str, mtime: float) -> pd.DataFrame:
+    return read_history(Run(Path(run_dir)))
+
+
+def history(run: Run) -> pd.DataFrame:
+    """:func:`read_history`, cached on the run folder and history.csv's modification time."""
+    from backend.store import HISTORY_FILE
+
+    return _history_cached(str(run.path), file_mtime(run.path / HISTORY_FILE))
 
 
 def worker_alive(run: Run) -> bool:
@@ -390,6 +484,288 @@ def done_runs(runs: list[Run]) -> list[Run]:
     """Runs with status ``done`` and a prediction file, in the given order."""
     return [run for run in runs
             if read_run(run).status == "done" and (run.path / PREDICTION_FILE).is_file()]
+
+
+# --------------------------------------------------------------------------- live runs
+#
+# The queued and running runs of the workspace, whoever launched them (this tab, another tab,
+# ``python -m app submit``), read from the run store by :func:`backend.jobs.active_runs`.
+
+#: Seconds between two looks of the active runs panel at the run store.
+PANEL_REFRESH_S = 2
+#: Seconds a Cancel click waits for a running run's worker to record the end.
+CANCEL_WAIT_S = 3.0
+#: What a run does in a stage that reports no count of its own.
+STAGE_WORDS = {"start": "starting", "load": "loading data", "fit": "fitting",
+               "predict": "predicting the test period", "score": "scoring",
+               "done": "writing the results"}
+
+
+def format_duration(seconds: Any) -> str:
+    """``m:ss`` (``h:mm:ss`` from an hour on); ``—`` for None, NaN or a negative value."""
+    x = as_number(seconds)
+    if x is None or x < 0:
+        return MISSING
+    hours, rest = divmod(round(x), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def ordinal(n: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``4th``, …, ``11th``, ``21st``."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _count(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:.3g}"
+
+
+def queue_text(position: int | None, busy: int | None = None, slots: int | None = None) -> str:
+    """``queued — 2nd in line, 1 of 1 slot busy`` (what a queued run waits for)."""
+    where = f"{ordinal(position)} in line" if position else "waiting for a worker"
+    if slots:
+        where += f", {busy or 0} of {slots} slot{'' if slots == 1 else 's'} busy"
+    return f"queued — {where}"
+
+
+def progress_view(progress: Any, status: str, *, position: int | None = None,
+                  busy: int | None = None, slots: int | None = None) -> tuple[float | None, str]:
+    """The share done (None when the current stage has no count) and the words of a run's
+    progress (``progress`` of run.json): ``epoch 3 / 20 · train loss 0.12``,
+    ``solve: 120 / 365 days``, ``loading data``; a queued run's place in the queue.
+    The text comes from a file: show it through :func:`plain`."""
+    if status == "queued":
+        return 0.0, queue_text(position, busy, slots)
+    progress = as_dict(progress)
+    stage = as_text(progress.get("stage"))
+    done, total = as_number(progress.get("done")), as_number(progress.get("total"))
+    epoch, epochs = _whole(progress.get("epoch")), _whole(progress.get("epochs"))
+    if epoch is not None and epochs and stage in ("", "fit"):
+        parts = [f"epoch {epoch} / {epochs}"]
+        for key, label in (("train_loss", "train loss"), ("val_loss", "val loss")):
+            value = as_number(progress.get(key))
+            if value is not None:
+                parts.append(f"{label} {value:.3g}")
+        return min(1.0, max(0.0, epoch / epochs)), " · ".join(parts)
+    if done is not None and total is not None and total > 0:
+        unit = as_text(progress.get("unit"))
+        text = f"{stage or 'working'}: {_count(done)} / {_count(total)}" + (f" {unit}" if unit else "")
+        return min(1.0, max(0.0, done / total)), text
+    if stage == "fit":
+        return None, "fitting (first epoch under way)" if epochs else "fitting"
+    return None, STAGE_WORDS.get(stage, stage or status)
+
+
+def time_left_text(progress: Any) -> str:
+    """``about 1:20 left in solve`` from the progress's ``eta_s`` (empty when unknown)."""
+    progress = as_dict(progress)
+    eta = as_number(progress.get("eta_s"))
+    if eta is None:
+        return ""
+    stage = as_text(progress.get("stage"))
+    return f"about {format_duration(eta)} left" + (f" in {stage}" if stage else "")
+
+
+def elapsed_s(info: RunInfo, now: float | None = None) -> float | None:
+    """Seconds a run has been running (since it started) or waiting (since it was queued);
+    its total time once it has ended."""
+    now = time.time() if now is None else now
+    if info.status == "running" and info.started_unix is not None:
+        return max(0.0, now - info.started_unix)
+    if info.status == "queued" and info.queued_unix is not None:
+        return max(0.0, now - info.queued_unix)
+    if info.seconds is not None:
+        return info.seconds
+    if info.started_unix is not None and info.finished_unix is not None:
+        return max(0.0, info.finished_unix - info.started_unix)
+    return None
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _configured_slots(env: str) -> int:
+    from backend import jobs
+    from oceanlab_errors import OceanLabError
+
+    try:
+        return jobs.slots()
+    except OceanLabError:
+        return 1
+
+
+def slot_count(run_store: RunStore) -> int:
+    """Runs executed at once: what the live slot workers say, else the setting
+    (``OCEANLAB_SLOTS``, one per GPU)."""
+    from backend import jobs
+
+    try:
+        workers = jobs.worker_status(run_store)
+    except Exception:  # noqa: BLE001 (a slot folder that cannot be read: the setting)
+        workers = []
+    for worker in workers:
+        n = as_number(as_dict(worker).get("slots"))
+        if n is not None and n >= 1:
+            return int(n)
+    return _configured_slots(os.environ.get("OCEANLAB_SLOTS", ""))
+
+
+def busy_slots(run_store: RunStore, active: list | None = None) -> int:
+    """Slots executing a run now: running runs (of ``active``, a :func:`backend.jobs.active_runs`
+    list, read when None) whose process is a live slot worker of the store. A run executed
+    by ``python -m app train`` or a Dask cluster takes no slot."""
+    from backend import jobs
+
+    try:
+        workers = [w for w in jobs.worker_status(run_store) if isinstance(w, dict)]
+        if active is None:
+            active = jobs.active_runs(run_store)
+    except Exception:  # noqa: BLE001 (a store that cannot be read: say none)
+        return 0
+    pids = {w.get("pid") for w in workers if w.get("pid") is not None}
+    busy = 0
+    for item in active:
+        if item.status != "running" or not pids:
+            continue
+        try:
+            info = run_store.get(item.id).info()
+        except Exception:  # noqa: BLE001 (ended and deleted meanwhile, or damaged)
+            info = {}
+        busy += as_dict(info.get("worker")).get("pid", info.get("pid")) in pids
+    return min(busy, len(workers))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _epoch_curve(run_dir: str, mtime: float, size: int) -> pd.DataFrame:
+    rows = [e for e in Run(Path(run_dir)).events() if e.get("kind") == "epoch"]
+    table = pd.DataFrame(rows)
+    losses = [c for c in table.columns if str(c) in ("train_loss", "val_loss")]
+    if table.empty or "epoch" not in table or not losses:
+        return pd.DataFrame()
+    table = table[["epoch", *losses]].apply(pd.to_numeric, errors="coerce")
+    return table.dropna(subset=["epoch"]).drop_duplicates("epoch", keep="last").set_index("epoch")
+
+
+def epoch_curve(run: Run) -> pd.DataFrame:
+    """Losses by epoch from the run's events (index epoch; columns train_loss, val_loss),
+    cached on events.jsonl's modification time and size; empty when there is none."""
+    from backend.record import EVENTS_FILE
+
+    try:
+        stat = (run.path / EVENTS_FILE).stat()
+    except OSError:
+        return pd.DataFrame()
+    try:
+        return _epoch_curve(str(run.path), stat.st_mtime, stat.st_size)
+    except Exception:  # noqa: BLE001 (an unreadable log: no curve rather than a crash)
+        return pd.DataFrame()
+
+
+def _cancel_from_panel(run_id: str, key_prefix: str) -> None:
+    """Button callback: cancel one run, leave a message for the panel."""
+    from backend import jobs
+    from oceanlab_errors import RunError
+
+    try:
+        run = store().get(run_id)
+        if not jobs.cancel(run, wait_s=CANCEL_WAIT_S):
+            message = ("info", f"Run {plain(run_id)} had already ended.")
+        elif read_run(run).status in ACTIVE_STATUSES:
+            message = ("info", f"Cancel requested: run {plain(run_id)} stops in a moment.")
+        else:
+            message = ("success", f"Cancelled run {plain(run_id)}.")
+    except RunError as exc:
+        message = ("error", plain(exc))
+    st.session_state[f"{key_prefix}.flash"] = message
+
+
+def _fragment_rerun() -> bool:
+    """Whether this script run reruns fragments only (a panel's timer or button)."""
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        ctx = get_script_run_ctx()
+        return bool(ctx is not None and ctx.fragment_ids_this_run)
+    except Exception:  # noqa: BLE001 (internal API: never worth a crash)
+        return False
+
+
+def active_runs_panel(key_prefix: str, *, when_empty: str | None = None,
+                      title: str | None = None) -> None:
+    """Every queued and running run of the workspace, whatever tab or process launched it,
+    redrawn every :data:`PANEL_REFRESH_S` seconds: id, model and task, status, the place in
+    the queue, a progress bar with its words, the elapsed time and an estimate of the time
+    left, a live loss curve for runs with epochs, and a Cancel button (keys
+    ``{key_prefix}.cancel.{run id}``). When a listed run ends the whole page is drawn again
+    once (its tables then show the run). With no active run: ``when_empty`` as a caption,
+    or nothing."""
+    _active_runs_fragment(key_prefix, when_empty, title)
+
+
+@st.fragment(run_every=PANEL_REFRESH_S)
+def _active_runs_fragment(key_prefix: str, when_empty: str | None, title: str | None) -> None:
+    from backend import jobs
+
+    run_store = store()
+    try:
+        active = jobs.active_runs(run_store)
+    except Exception as exc:  # noqa: BLE001 (a store that cannot be listed: say why)
+        st.error(plain(f"{run_store.root}: the active runs cannot be listed "
+                       f"({first_line(str(exc)) or type(exc).__name__})"))
+        return
+    seen_key = f"{key_prefix}.active_ids"
+    before = set(st.session_state.get(seen_key) or ())
+    ids = {a.id for a in active}
+    st.session_state[seen_key] = sorted(ids)
+    if before - ids and _fragment_rerun():
+        st.rerun()  # a run ended: draw the whole page once, its tables included
+    flash = st.session_state.pop(f"{key_prefix}.flash", None)
+    if flash:  # (kind, Markdown already escaped by the callback)
+        getattr(st, flash[0])(flash[1])
+    if not active:
+        if when_empty:
+            st.caption(when_empty)
+        return
+    if title:
+        st.subheader(title)
+    busy = busy_slots(run_store, active)
+    slots = slot_count(run_store)
+    for item in active:
+        _active_run_row(run_store, item, key_prefix, busy, slots)
+
+
+def _active_run_row(run_store: RunStore, item: Any, key_prefix: str, busy: int,
+                    slots: int) -> None:
+    """One run of the panel (an :class:`backend.jobs.ActiveRun`)."""
+    progress = as_dict(item.progress)
+    with st.container(border=True):
+        left, right = st.columns([6, 1], vertical_alignment="center")
+        what = " · ".join(plain(x) for x in (item.model, item.task) if x)
+        left.markdown(f"{literal(item.id)} · {what} · **{plain(item.status)}**")
+        fraction, text = progress_view(progress, item.status, position=item.position,
+                                       busy=busy, slots=slots)
+        if fraction is not None:
+            left.progress(fraction, text=plain(text))
+        else:
+            left.markdown(f"⏳ {plain(text)}")
+        verb = "running for" if item.status == "running" else "waiting for"
+        when = [f"{verb} {format_duration(item.elapsed_s)}"]
+        if item.status == "running":
+            left_text = time_left_text(progress)
+            if left_text:
+                when.append(left_text)
+        if item.executor and item.executor != "local":
+            when.append(f"executor {item.executor}")
+        left.caption(plain(" · ".join(when)))
+        right.button("Cancel", key=f"{key_prefix}.cancel.{item.id}", on_click=_cancel_from_panel,
+                     args=(item.id, key_prefix),
+                     help="a queued run leaves the queue; a running one stops within a second")
+        if item.status == "running" and progress.get("epoch") is not None:
+            try:
+                curve = epoch_curve(run_store.get(item.id))
+            except Exception:  # noqa: BLE001 (deleted meanwhile)
+                curve = pd.DataFrame()
+            if len(curve):
+                left.line_chart(curve, x_label="epoch", y_label="loss", height=140)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading prediction…")

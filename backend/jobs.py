@@ -31,6 +31,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,6 +288,9 @@ def worker_loop(root: Path, slot: int, n_slots: int, idle_s: float | None = None
 
     version = code_version()
     runner = cache = None
+    # Import torch and the models while waiting, so that the first run starts at once; the
+    # claim path needs none of them (a page sees its run claimed within POLL_S either way).
+    threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()
     done = 0
     last = time.monotonic()
     try:
@@ -321,6 +325,13 @@ def worker_loop(root: Path, slot: int, n_slots: int, idle_s: float | None = None
     finally:
         records.unlock_file(fd)
     return done
+
+
+def _warm_imports() -> None:
+    try:
+        import backend.runner  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 (the real import, at the first run, reports it)
+        log.warning("warming up the worker's imports failed: %s", exc)
 
 
 def _prepare_worker(slot: int, n_slots: int):

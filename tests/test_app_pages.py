@@ -268,9 +268,9 @@ def submitted(monkeypatch: pytest.MonkeyPatch, store: RunStore) -> list:
 
     calls: list = []
 
-    def fake_submit(config, run_store):
+    def fake_submit(config, run_store, force=False):
         calls.append(config)
-        return run_store.create(config.to_dict(), status="queued")
+        return jobs.Submission(run_store.create(config.to_dict(), status="queued"), position=1)
 
     monkeypatch.setattr(jobs, "submit", fake_submit)
     return calls
@@ -653,15 +653,23 @@ def test_runs_table_labels_scores_of_every_task(store: RunStore):
 
 def test_runs_active_run_is_not_deleted(store: RunStore, monkeypatch: pytest.MonkeyPatch):
     from app import ui
+    from backend import record
 
     running = make_run(store, "20240101-000000-unet-aaaa", status="running")
+    # its worker: the process executing a run holds its writer lock to the end (a running
+    # run whose lock is free is recorded as lost by every reader)
+    assert record.acquire(running.path)
     monkeypatch.setattr(ui, "worker_alive", lambda run: True)
-    at = page("4_Runs.py").run()
-    at.selectbox(key="runs.delete_id").set_value(running.id).run()
-    assert not at.exception
-    assert "cancel it before deleting" in texts(at.warning)
-    assert not [b for b in at.button if b.key == "runs.delete"]
-    assert running.path.exists()
+    try:
+        at = page("4_Runs.py").run()
+        at.selectbox(key="runs.delete_id").set_value(running.id).run()
+        assert not at.exception
+        assert "cancel it before deleting" in texts(at.warning)
+        assert not [b for b in at.button if b.key == "runs.delete"]
+        assert running.path.exists()
+        assert running.status == "running"
+    finally:
+        record.release(running.path)
 
 
 def test_runs_empty(workspace: Path):

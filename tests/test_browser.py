@@ -12,6 +12,7 @@ work offline. Without Chromium the test is skipped locally, but it fails in CI.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -152,6 +153,9 @@ def test_forecast_run_launched_from_the_experiment_page(server, workspace, tmp_p
         path_box.press("Enter")
         page.get_by_text("Variable to forecast").wait_for(timeout=30_000)
         page.get_by_role("button", name="Launch").click()
+        # the page says what the Launch did: a free slot took it (or it waits in the queue)
+        page.get_by_text(re.compile(r"started \(\d of \d slots? busy\)|queued, position \d"))\
+            .first.wait_for(timeout=30_000)
 
         deadline = time.monotonic() + 90
         runs: list = []

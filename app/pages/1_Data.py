@@ -75,11 +75,12 @@ def show_map(ds, path: str) -> None:
     field = ui.day_field(path, mtime, var, day)
     cmap, vmin, vmax = ui.variable_style(path, mtime, var)
     obs = ui.day_field(path, mtime, overlay, day) if overlay != NO_OVERLAY else None
-    with right:
-        fig = figures.map_figure(
-            field, title=f"{var} · {day}", cmap=cmap, vmin=vmin, vmax=vmax, obs=obs,
-            land_mask=ds["mask"], units=str(ds[var].attrs.get("units", "")))
-        ui.show_figure(fig)
+    with right:  # drawn once per (file, modification time, variable, overlay, day)
+        ui.show_cached_figure(
+            ("data map", str(path), mtime, var, overlay, day),
+            lambda: figures.map_figure(
+                field, title=f"{var} · {day}", cmap=cmap, vmin=vmin, vmax=vmax, obs=obs,
+                land_mask=ds["mask"], units=str(ds[var].attrs.get("units", ""))))
         notes = []
         if obs is not None:
             notes.append(f"{int(obs.notnull().sum())} observations of {ui.plain(overlay)} "

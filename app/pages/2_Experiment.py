@@ -1,9 +1,13 @@
 """Experiment: choose a task, then a model valid for it, set their parameters, the training
-settings and the data; launch the run in a worker process and follow its progress live.
+settings and the data; launch the run into the queue and follow it live.
 
 Every widget comes from a typed config section (the task's and the model's ``Params``,
 ``TrainConfig``, ``DataConfig``); launching builds the same :class:`ExperimentConfig` as the
-CLI with :func:`backend.config.build_config`.
+CLI with :func:`backend.config.build_config` and hands it to :func:`backend.jobs.submit`,
+which queues it for the slot workers, or returns an identical finished run (unless forced).
+The page then says what happened (started, queued and where, or reused), lists every queued
+and running run of the workspace (:func:`app.ui.active_runs_panel`) and the details of the
+run this tab launched last.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import streamlit as st
 
 from app import ui
 from backend import jobs, paths
-from backend.config import DataConfig, TrainConfig, build_config
+from backend.config import DataConfig, ExperimentConfig, TrainConfig, build_config
 from backend.store import Run
 from data.tasks import TaskParams, available_tasks, get_task
 from models import registry
@@ -29,6 +33,8 @@ OBSERVATION_TASKS = ("interpolation",)
 #: What the variable is for, per task (the label of the variable selector).
 VARIABLE_LABELS = {"interpolation": "Variable to reconstruct", "forecast": "Variable to forecast",
                    "downscaling": "Variable to downscale"}
+#: What the last Launch of this tab gave (see :func:`launch`), shown until the next one.
+OUTCOME_KEY = "exp.outcome"
 
 
 def data_section(task: str) -> tuple[dict, bool]:
@@ -127,7 +133,12 @@ def setup_section() -> None:
         with st.expander("Simulated observations"):
             data_extra = ui.config_widgets(DataConfig, "exp.data", skip=("path", "var", "obs"))
 
-    if not st.button("Launch", type="primary", key="exp.launch", disabled=not ok):
+    launch_col, force_col = st.columns([1, 4], vertical_alignment="center")
+    force = force_col.checkbox(
+        "Force a new run even if an identical one has finished", key="exp.force",
+        help="by default a launch whose task, model, parameters, data, seed and code equal a "
+             "finished run's returns that run instead of computing it again")
+    if not launch_col.button("Launch", type="primary", key="exp.launch", disabled=not ok):
         return
     overrides.update({f"model.{k}": v for k, v in params.items()})
     overrides.update({f"task.{k}": v for k, v in task_values.items()})
@@ -140,13 +151,115 @@ def setup_section() -> None:
     except (ConfigError, DataError) as exc:
         st.error(ui.plain(exc))
         return
-    run = jobs.submit(config, ui.store())
-    st.session_state[ui.CURRENT_RUN_KEY] = run.id
-    st.toast(f"Run {ui.plain(run.id)} queued")
+    launch(config, force=force)
+
+
+def launch(config: ExperimentConfig, force: bool = False) -> None:
+    """Submit ``config``; remember the run as this tab's current run and what happened."""
+    run_store = ui.store()
+    busy_before = ui.busy_slots(run_store)
+    try:
+        sub = jobs.submit(config, run_store, force=force)
+    except (RunError, ConfigError, DataError) as exc:
+        st.session_state[OUTCOME_KEY] = {"kind": "error", "error": str(exc)}
+        return
+    slots = ui.slot_count(run_store)
+    outcome = {"run": sub.run.id, "config": config.to_dict(), "slots": slots,
+               "busy": busy_before, "executor": config.backend.executor}
+    if sub.reused:
+        outcome["kind"] = "reused"
+    elif config.backend.executor != "local":
+        outcome["kind"] = "sent"
+    elif sub.position is not None and sub.position > max(0, slots - busy_before):
+        outcome.update(kind="queued", position=sub.position)
+    else:
+        outcome["kind"] = "started"
+    st.session_state[OUTCOME_KEY] = outcome
+    st.session_state[ui.CURRENT_RUN_KEY] = sub.run.id
+
+
+def force_new_run() -> None:
+    """Button callback: submit the config of the last (reused) launch again, forced."""
+    outcome = st.session_state.get(OUTCOME_KEY) or {}
+    try:
+        config = ExperimentConfig(**outcome.get("config", {}))
+    except Exception as exc:  # noqa: BLE001 (a config the form built: should not happen)
+        st.session_state[OUTCOME_KEY] = {**outcome, "kind": "error",
+                                         "error": ui.first_line(str(exc))}
+        return
+    launch(config, force=True)
+
+
+def launch_outcome() -> None:
+    """What the last Launch of this tab did: started, queued (where, and why), sent to a
+    cluster, or reused an identical finished run (with a link and a Force button)."""
+    outcome = st.session_state.get(OUTCOME_KEY)
+    if not isinstance(outcome, dict):
+        return
+    run_id = ui.as_text(outcome.get("run"), "?")
+    kind = outcome.get("kind")
+    slots, busy = int(outcome.get("slots") or 1), int(outcome.get("busy") or 0)
+    if kind == "reused":
+        st.info(f"Reused: identical finished run {ui.literal(run_id)} (same task, model, "
+                "parameters, data, seed and code); nothing was computed again.")
+        cols = st.columns([3, 1], vertical_alignment="center")
+        with cols[0]:
+            ui.page_link("pages/3_Results.py", f"Results of {ui.plain(run_id)}", icon="🗺️",
+                         query_params={"run": run_id})
+        cols[1].button("Force a new run", key="exp.force_new", on_click=force_new_run,
+                       help="compute it again anyway, as a new run")
+    elif kind == "queued":
+        position = int(outcome.get("position") or 1)
+        if busy >= slots:
+            busy_text = "the slot is busy" if slots == 1 else f"the {slots} slots are busy"
+        else:
+            ahead = position - 1
+            busy_text = (f"{busy} of {slots} slots busy, {ahead} run{'' if ahead == 1 else 's'} "
+                         "waiting before it")
+        st.info(f"Run {ui.literal(run_id)} queued, position {position} ({busy_text}): it "
+                "starts when a slot is free and the runs before it have started.")
+    elif kind == "sent":
+        st.info(f"Run {ui.literal(run_id)} sent to the "
+                f"{ui.plain(ui.as_text(outcome.get('executor')))} executor.")
+    elif kind == "error":
+        st.error(ui.plain(f"The run could not be launched: "
+                          f"{ui.first_line(ui.as_text(outcome.get('error')))}"))
+    else:
+        st.success(f"Run {ui.literal(run_id)} started ({busy + 1} of {slots} "
+                   f"slot{'' if slots == 1 else 's'} busy).")
+
+
+def time_metric(info: ui.RunInfo) -> str:
+    """The run's time: elapsed (m:ss) while active, the total once ended, ``…`` unknown."""
+    seconds = ui.elapsed_s(info)
+    if seconds is None:
+        return "…"
+    if info.status in ui.ACTIVE_STATUSES:
+        return ui.format_duration(seconds)
+    return f"{seconds:.1f} s"
+
+
+def time_help(info: ui.RunInfo) -> str:
+    return {"queued": "waiting in the queue since it was launched",
+            "running": "running since a worker started it"}.get(info.status, "total time")
+
+
+def execution_details(info: ui.RunInfo) -> str:
+    """``executor local · precision bf16 · data cache hit`` (what run.json records)."""
+    parts = []
+    if info.executor:
+        parts.append(f"executor {info.executor}")
+    for key, value in info.execution.items():
+        if isinstance(value, str | int | float | bool) and value not in ("", None):
+            parts.append(f"{key} {value}")
+    data = ui.as_text(info.cache.get("data"))
+    if data:
+        parts.append(f"data cache {data}")
+    return " · ".join(parts)
 
 
 def _loss_chart(run: Run) -> None:
-    history = ui.read_history(run)
+    history = ui.history(run)
     losses = [c for c in history.columns if "loss" in str(c)]
     if history.empty or not losses:
         return
@@ -162,28 +275,34 @@ def render_run(run: Run) -> None:
     cols[0].metric("Status", ui.plain(status))
     cols[1].metric("Model", ui.plain(info.model))
     cols[2].metric("Device", ui.plain(info.device) or "…")
-    cols[3].metric("Time", f"{info.seconds:.1f} s" if info.seconds is not None else "…")
+    cols[3].metric("Time", time_metric(info), help=time_help(info))
     if not info.readable:
         st.error(ui.plain(info.error or "run.json cannot be read"))
         return
 
     if status in ui.ACTIVE_STATUSES:
-        epoch, epochs = info.epoch, info.epochs
-        if epoch is not None and epochs:
-            st.progress(min(1.0, max(0.0, epoch / epochs)), text=f"epoch {epoch} / {epochs}")
-        elif status == "queued":
-            st.progress(0.0, text="queued: waiting for the worker to start")
+        run_store = ui.store()
+        position = jobs.queue_positions(run_store).get(run.id) if status == "queued" else None
+        busy = ui.busy_slots(run_store) if status == "queued" else None
+        fraction, text = ui.progress_view(info.progress, status, position=position, busy=busy,
+                                          slots=ui.slot_count(run_store) if busy is not None
+                                          else None)
+        if fraction is not None:
+            st.progress(fraction, text=ui.plain(text))
         else:
-            name = info.model
-            trained = name in registry.available() and registry.get(name).trainable
-            st.progress(0.0, text="running: loading data, first epoch under way" if trained
-                        else "running (this model has no epochs to report)")
+            st.markdown(f"⏳ {ui.plain(text)}")
+        left = ui.time_left_text(info.progress) if status == "running" else ""
+        if left:
+            st.caption(ui.plain(left))
         if jobs.mark_if_lost(run):  # the worker died without recording a result
             st.rerun()
         if st.button("Cancel", key="exp.cancel"):
-            jobs.cancel(run)
+            jobs.cancel(run, wait_s=ui.CANCEL_WAIT_S)
             st.rerun()
     _loss_chart(run)
+    details = execution_details(info)
+    if details:
+        st.caption(ui.plain(details))
     if status == "done":
         st.markdown("**Scores** (test period)")
         metrics, problem = ui.read_metrics(run)
@@ -226,6 +345,7 @@ def current_run_section(run_id: str) -> None:
     if clear.button("Forget this run", key="exp.forget",
                     help="hide it here; it stays in the run store (see Runs)"):
         st.session_state.pop(ui.CURRENT_RUN_KEY, None)
+        st.session_state.pop(OUTCOME_KEY, None)
         st.rerun()
     if ui.read_run(run).status in ui.ACTIVE_STATUSES:
         live_run(run_id)
@@ -233,11 +353,30 @@ def current_run_section(run_id: str) -> None:
         render_run(run)
 
 
+WARM_KEY = "exp.workers_started"
+
+
+def warm_workers() -> None:
+    """Start the slot workers once per session, so that they have imported torch and the
+    models by the time the first run is launched (they leave when idle for long)."""
+    if st.session_state.get(WARM_KEY):
+        return
+    st.session_state[WARM_KEY] = True
+    try:
+        jobs.ensure_workers(ui.store(), jobs.slots())
+    except (RunError, OSError) as exc:
+        st.warning(ui.plain(f"The worker processes could not be started ({exc}); runs stay "
+                            f"queued until they can."))
+
+
 def main() -> None:
     ui.page_setup("Experiment")
-    st.caption("Training runs in a separate worker process; you can leave this page and "
-               "come back, or follow every run on the Runs page.")
+    st.caption("Runs wait in a queue and execute in worker processes, a few at a time; you "
+               "can leave this page and come back, or follow every run on the Runs page.")
+    warm_workers()
     setup_section()
+    launch_outcome()
+    ui.active_runs_panel("exp.panel", title="Queued and running")
     run_id = st.session_state.get(ui.CURRENT_RUN_KEY)
     if run_id:
         st.divider()

@@ -7,16 +7,23 @@ Every task: the map of the QG potential-vorticity residual of the prediction bes
 truth's (the floor), and, for a run made by ``python -m app tune``, the tuning metric against
 each searched parameter (from ``tuning.csv``). Every curve is read from the run's
 ``diagnostics.nc`` (computed by the backend) or ``tuning.csv``; this page only draws.
+
+Every figure is drawn once per view: :func:`app.ui.show_cached_figure` keeps its PNG under a
+key of the run folder, the modification times of the files it reads and the widget values,
+and the files themselves are cached on their modification time (``ui.prediction``,
+``ui.diagnostics``, ``ui.history``), so coming back to a run recomputes nothing.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 import xarray as xr
 
 from app import figures, ui
-from backend.store import PREDICTION_FILE, Run
+from backend.store import DIAGNOSTICS_FILE, HISTORY_FILE, PREDICTION_FILE, Run
 from backend.tuning import TUNING_CSV
 from metrics.scores import info as score_info
 from oceanlab_errors import RunError
@@ -94,29 +101,35 @@ def day_maps(pred: xr.Dataset, run: Run, units: str, *, inputs: str, title: str)
     labels = ui.time_labels(times)
     day = pick("Day of the test period", labels, "results.day")
     i = labels.index(day)
-    mask = ui.ocean_mask(pred)
-    lo, hi, rlo, rhi = ui.field_limits(str(run.path), ui.file_mtime(run.path / PREDICTION_FILE))
-    if inputs == "obs" and "obs" in pred:
-        panels = [figures.MapPanel(None, "Observations", obs=pred["obs"].isel(time=i),
-                                   land_mask=mask)]
-    elif inputs == "coarse" and "coarse" in pred:
-        factor = pred.attrs.get("oceanlab_downscaling_factor")
-        what = f"{factor}×{factor} block means" if factor else "block means"
-        panels = [figures.MapPanel(ui.on_lat_lon(pred["coarse"].isel(time=i)),
-                                   f"Coarse input ({what})")]
-    else:
-        panels = []
-    ui.show_figure(figures.comparison_maps_figure(
-        pred["truth"].isel(time=i), pred[rec_name].isel(time=i), inputs=panels,
-        prediction_title=f"{title} ({rec_name})", limits=(lo, hi), residual_limits=(rlo, rhi),
-        land_mask=mask, units=units, suptitle=day))
+
+    def build():
+        mask = ui.ocean_mask(pred)
+        lo, hi, rlo, rhi = ui.field_limits(str(run.path),
+                                           ui.file_mtime(run.path / PREDICTION_FILE))
+        if inputs == "obs" and "obs" in pred:
+            panels = [figures.MapPanel(None, "Observations", obs=pred["obs"].isel(time=i),
+                                       land_mask=mask)]
+        elif inputs == "coarse" and "coarse" in pred:
+            factor = pred.attrs.get("oceanlab_downscaling_factor")
+            what = f"{factor}×{factor} block means" if factor else "block means"
+            panels = [figures.MapPanel(ui.on_lat_lon(pred["coarse"].isel(time=i)),
+                                       f"Coarse input ({what})")]
+        else:
+            panels = []
+        return figures.comparison_maps_figure(
+            pred["truth"].isel(time=i), pred[rec_name].isel(time=i), inputs=panels,
+            prediction_title=f"{title} ({rec_name})", limits=(lo, hi),
+            residual_limits=(rlo, rhi), land_mask=mask, units=units, suptitle=day)
+
+    ui.show_cached_figure(("day maps", *ui.run_stamp(run, PREDICTION_FILE), inputs, title, i),
+                          build)
     st.caption("Truth, input and prediction share one colour scale, symmetric about zero and "
                "covering the truth over the test period; the residual has its own symmetric "
                "scale.")
     return times[i]
 
 
-def rmse_over_time(diag: xr.Dataset, units: str, day: pd.Timestamp,
+def rmse_over_time(diag: xr.Dataset, run: Run, units: str, day: pd.Timestamp,
                    reference: tuple[str, str] | None = None) -> None:
     """``rmse_t`` of the diagnostics (and a reference's, e.g. bicubic) over time."""
     st.subheader("RMSE over time")
@@ -127,8 +140,10 @@ def rmse_over_time(diag: xr.Dataset, units: str, day: pd.Timestamp,
     series = {"model": rmse}
     if reference is not None and reference[1] in diag:
         series[reference[0]] = ui.time_series(diag[reference[1]])
-    ui.show_figure(figures.timeseries_figure(
-        series, ylabel=f"RMSE ({units})" if units else "RMSE", mark=day))
+    ui.show_cached_figure(
+        ("rmse over time", *ui.run_stamp(run, DIAGNOSTICS_FILE), units, str(day), reference),
+        lambda: figures.timeseries_figure(
+            series, ylabel=f"RMSE ({units})" if units else "RMSE", mark=day))
     means = "; ".join(f"{name} {s.mean():.4g}" for name, s in series.items())
     st.caption(f"Spatial RMSE over ocean points each day; mean {ui.plain(means)} "
                f"{ui.plain(units)}. The dashed line is the day shown on the maps.")
@@ -140,10 +155,13 @@ def psd_section(diag: xr.Dataset, run: Run, metrics: dict) -> None:
         reason = ui.as_text(diag.attrs.get("psd_score_unavailable"), "not in diagnostics.nc")
         st.info(f"PSD score not available: {ui.plain(reason)}")
         return
-    lines = ui.psd_contour(str(run.path), ui.diagnostics_mtime(run))
-    ui.show_figure(figures.psd_score_figure(
-        diag["psd_score"], lines, lambda_x=ui.as_number(metrics.get("lambda_x_deg")),
-        lambda_t=ui.as_number(metrics.get("lambda_t_days"))))
+    lambda_x = ui.as_number(metrics.get("lambda_x_deg"))
+    lambda_t = ui.as_number(metrics.get("lambda_t_days"))
+    ui.show_cached_figure(
+        ("psd score", *ui.run_stamp(run, DIAGNOSTICS_FILE), lambda_x, lambda_t),
+        lambda: figures.psd_score_figure(
+            diag["psd_score"], ui.psd_contour(str(run.path), ui.diagnostics_mtime(run)),
+            lambda_x=lambda_x, lambda_t=lambda_t))
     st.caption("1 − PSD(rec − truth) / PSD(truth) over wavelength and period; the "
                "0.5 contour bounds the scales the method resolves (λx, λt).")
 
@@ -162,7 +180,7 @@ def mapping_results(pred: xr.Dataset, run: Run, diag: xr.Dataset | None, reason:
     left, right = st.columns(2)
     with left:
         reference = ("bicubic", "rmse_t_bicubic") if task == "downscaling" else None
-        rmse_over_time(diag, units, day, reference)
+        rmse_over_time(diag, run, units, day, reference)
     with right:
         psd_section(diag, run, metrics)
 
@@ -170,7 +188,7 @@ def mapping_results(pred: xr.Dataset, run: Run, diag: xr.Dataset | None, reason:
 # --------------------------------------------------------------------------- forecast
 
 
-def skill_by_lead(diag: xr.Dataset | None, reason: str, units: str, step: str,
+def skill_by_lead(diag: xr.Dataset | None, run: Run, reason: str, units: str, step: str,
                   lead: float) -> None:
     """RMSE of the model, persistence and climatology by lead; skills and ACC by lead."""
     if diag is None:
@@ -181,9 +199,11 @@ def skill_by_lead(diag: xr.Dataset | None, reason: str, units: str, step: str,
     if not rmse:
         st.info("diagnostics.nc holds no per-lead curves for this run.")
         return
-    ui.show_figure(figures.lead_curves_figure(
-        rmse, skill, rmse_label=f"RMSE ({units})" if units else "RMSE",
-        lead_label=f"lead ({step})", mark=lead))
+    ui.show_cached_figure(
+        ("skill by lead", *ui.run_stamp(run, DIAGNOSTICS_FILE), units, step, lead),
+        lambda: figures.lead_curves_figure(
+            rmse, skill, rmse_label=f"RMSE ({units})" if units else "RMSE",
+            lead_label=f"lead ({step})", mark=lead))
     weighting = ui.as_text(diag.attrs.get("area_weighting"))
     st.caption("The model against persistence (the initial state held) and the day-of-year "
                "climatology of the training split. Skill = 1 − MSE / MSE of the reference "
@@ -191,7 +211,8 @@ def skill_by_lead(diag: xr.Dataset | None, reason: str, units: str, step: str,
                "The dashed line is the lead shown on the maps."
                + (f" Area weighting: {ui.plain(weighting)}." if weighting else ""))
     with st.expander("Values by lead"):
-        st.dataframe(ui.lead_table(diag), hide_index=True, width="stretch")
+        st.dataframe(lead_table(str(run.path), ui.diagnostics_mtime(run)), hide_index=True,
+                     width="stretch")
 
 
 def forecast_results(pred: xr.Dataset, run: Run, diag: xr.Dataset | None, reason: str,
@@ -216,9 +237,9 @@ def forecast_results(pred: xr.Dataset, run: Run, diag: xr.Dataset | None, reason
     i, j = labels.index(start), leads.index(lead)
 
     with curves:
-        skill_by_lead(diag, reason, units, step, lead)
+        skill_by_lead(diag, run, reason, units, step, lead)
     forecast_maps(pred, run, i, j, units, start, f"lead {lead} ({step})")
-    rmse_over_starts(diag, j, units, lead, step, starts[i])
+    rmse_over_starts(diag, run, j, units, lead, step, starts[i])
 
 
 def forecast_maps(pred: xr.Dataset, run: Run, i: int, j: int, units: str, start: str,
@@ -226,32 +247,42 @@ def forecast_maps(pred: xr.Dataset, run: Run, i: int, j: int, units: str, start:
     """Truth at the valid time, initial state, forecast and residual of start ``i``
     (labelled ``start``), lead ``j`` (labelled ``lead``)."""
     name = ui.reconstruction_name(pred)
-    mask = ui.ocean_mask(pred)
     valid = ""
     if "valid_time" in pred.coords:
         valid = ui.time_labels(pd.DatetimeIndex([pred["valid_time"].values[i, j]]))[0]
-    lo, hi, rlo, rhi = ui.field_limits(str(run.path), ui.file_mtime(run.path / PREDICTION_FILE))
-    initial = figures.MapPanel(pred["initial"].isel(time=i), f"Initial state ({start})",
-                               land_mask=mask)
-    ui.show_figure(figures.comparison_maps_figure(
-        pred["truth"].isel(time=i, lead_time=j), pred[name].isel(time=i, lead_time=j),
-        inputs=[initial], truth_title=f"Truth at the valid time{f' ({valid})' if valid else ''}",
-        prediction_title=f"Forecast ({name})", limits=(lo, hi), residual_limits=(rlo, rhi),
-        land_mask=mask, units=units,
-        suptitle=f"start {start} · {lead}" + (f" · valid {valid}" if valid else "")))
+
+    def build():
+        mask = ui.ocean_mask(pred)
+        lo, hi, rlo, rhi = ui.field_limits(str(run.path),
+                                           ui.file_mtime(run.path / PREDICTION_FILE))
+        initial = figures.MapPanel(pred["initial"].isel(time=i), f"Initial state ({start})",
+                                   land_mask=mask)
+        return figures.comparison_maps_figure(
+            pred["truth"].isel(time=i, lead_time=j), pred[name].isel(time=i, lead_time=j),
+            inputs=[initial],
+            truth_title=f"Truth at the valid time{f' ({valid})' if valid else ''}",
+            prediction_title=f"Forecast ({name})", limits=(lo, hi), residual_limits=(rlo, rhi),
+            land_mask=mask, units=units,
+            suptitle=f"start {start} · {lead}" + (f" · valid {valid}" if valid else ""))
+
+    ui.show_cached_figure(("forecast maps", *ui.run_stamp(run, PREDICTION_FILE), i, j, units,
+                           start, lead), build)
     st.caption("Truth, initial state and forecast share one colour scale covering the truth "
                "over every start and lead; the residual has its own symmetric scale.")
 
 
-def rmse_over_starts(diag: xr.Dataset | None, j: int, units: str, lead: float, step: str,
-                     start: pd.Timestamp) -> None:
+def rmse_over_starts(diag: xr.Dataset | None, run: Run, j: int, units: str, lead: float,
+                     step: str, start: pd.Timestamp) -> None:
     """``rmse_t(time, lead_time)`` of the diagnostics at lead ``j``, over start dates."""
     if diag is None or "rmse_t" not in diag or set(diag["rmse_t"].dims) != {"time", "lead_time"}:
         return
     st.subheader("RMSE over start dates")
-    series = ui.time_series(diag["rmse_t"].isel(lead_time=j), name=f"lead {lead}")
-    ui.show_figure(figures.timeseries_figure(
-        {f"lead {lead}": series}, ylabel=f"RMSE ({units})" if units else "RMSE", mark=start))
+    ui.show_cached_figure(
+        ("rmse over starts", *ui.run_stamp(run, DIAGNOSTICS_FILE), j, units, str(start)),
+        lambda: figures.timeseries_figure(
+            {f"lead {lead}": ui.time_series(diag["rmse_t"].isel(lead_time=j),
+                                            name=f"lead {lead}")},
+            ylabel=f"RMSE ({units})" if units else "RMSE", mark=start))
     st.caption(f"Spatial RMSE of the forecasts at lead {lead} ({ui.plain(step)}), by start "
                "date; the dashed line is the start shown on the maps.")
 
@@ -259,7 +290,8 @@ def rmse_over_starts(diag: xr.Dataset | None, j: int, units: str, lead: float, s
 # --------------------------------------------------------------------------- every task
 
 
-def physics_section(pred: xr.Dataset, diag: xr.Dataset | None, metrics: dict) -> None:
+def physics_section(pred: xr.Dataset, run: Run, diag: xr.Dataset | None,
+                    metrics: dict) -> None:
     """The QG PV residual of the prediction beside the truth's floor (``metrics.json``) and
     its map (``physics_residual_map`` of ``diagnostics.nc``)."""
     keys = ("physics_residual", "physics_residual_truth")
@@ -278,15 +310,26 @@ def physics_section(pred: xr.Dataset, diag: xr.Dataset | None, metrics: dict) ->
             diag.attrs.get("physics_residual_unavailable") if diag is not None else None)
         st.info(ui.plain(f"Physics residual not available: {why or 'not computed'}"))
     if has_map:
-        ui.show_figure(figures.residual_maps_figure(
-            diag["physics_residual_map"], diag.get("physics_residual_map_truth"), land_mask=ui.ocean_mask(pred), value=value,
-            floor=floor))
+        ui.show_cached_figure(
+            ("physics residual", *ui.run_stamp(run, DIAGNOSTICS_FILE, PREDICTION_FILE), value,
+             floor),
+            lambda: figures.residual_maps_figure(
+                diag["physics_residual_map"], diag.get("physics_residual_map_truth"),
+                land_mask=ui.ocean_mask(pred), value=value, floor=floor))
     st.caption("R = ∂q/∂t + J(ψ, q) + β ∂ψ/∂x of the 1.5-layer QG equation (q = ∇²ψ − ψ/Ld², "
                "ψ = g η / f0) with centred differences on the daily grid, interior ocean points; "
                "the maps show RMS(R) over time at each point / RMS(J) over the domain. The "
                "truth is not 0 (its forcing and dissipation are not in R, and daily sampling "
                "of fast advection): compare the prediction with it. A smoother field than the "
                "truth can score below the floor, so read it with the RMSE.")
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def lead_table(run_dir: str, mtime: float) -> pd.DataFrame:
+    """The per-lead table of the run's diagnostics.nc (:func:`app.ui.lead_table`), cached on
+    its modification time."""
+    diag, _ = ui.diagnostics(Run(Path(run_dir)))
+    return ui.lead_table(diag) if diag is not None else pd.DataFrame()
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -328,8 +371,10 @@ def tuning_section(run: Run, units: str) -> None:
         best = ui.as_number(table.loc[row, "number"])
     unit = score_info(metric).unit_text(units)
     label = score_info(metric).label + (f" ({unit})" if unit else "")
-    ui.show_figure(figures.tuning_figure(
-        table, metric=label, best=int(best) if best is not None else None, params=params))
+    best = int(best) if best is not None else None
+    ui.show_cached_figure(
+        ("tuning", *ui.run_stamp(run, TUNING_CSV), label, best, tuple(params)),
+        lambda: figures.tuning_figure(table, metric=label, best=best, params=params))
     failed = int(values.isna().sum())
     st.caption(ui.plain(
         f"{len(table)} trials scored on the validation period"
@@ -389,14 +434,15 @@ def main() -> None:
         forecast_results(pred, run, diag, reason, units)
     else:
         mapping_results(pred, run, diag, reason, metrics, units, task)
-    physics_section(pred, diag, metrics)
+    physics_section(pred, run, diag, metrics)
 
     st.subheader("Training history")
-    history = ui.read_history(run)
+    history = ui.history(run)
     if history.empty or not any("loss" in str(c) for c in history.columns):
         st.caption("No training history: this model is not trained.")
     else:
-        ui.show_figure(figures.history_figure(history))
+        ui.show_cached_figure(("history", *ui.run_stamp(run, HISTORY_FILE)),
+                              lambda: figures.history_figure(history))
     tuning_section(run, units)
 
 

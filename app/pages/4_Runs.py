@@ -1,4 +1,5 @@
-"""Runs: every run of the workspace in one sortable table; open or delete a run."""
+"""Runs: the queued and running runs of the workspace live (progress, elapsed time, time
+left, cancel), then every run in one sortable table; open or delete a run."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from oceanlab_errors import RunError
 FLASH_KEY = "runs.flash"
 TARGET_KEY = "runs.delete_id"
 CONFIRM_KEY = "runs.confirm"
+STATUS_KEY = "runs.status"
+#: The statuses the filter offered last time (a new one is added to the choice).
+KNOWN_KEY = "runs.known_statuses"
 
 
 def _delete(run_id: str) -> None:
@@ -56,19 +60,36 @@ def delete_section(ids: list[str]) -> None:
               on_click=_delete, args=(target,))
 
 
+def status_filter(statuses: list[str]) -> list[str]:
+    """The statuses to show. Every status is shown at first; one that appears later (a run
+    of the panel has ended: done, failed, cancelled) is added to the choice, so that a
+    finished run is never hidden by a filter set before it existed."""
+    known = set(st.session_state.get(KNOWN_KEY) or ())
+    default: list[str] | None = statuses
+    if STATUS_KEY in st.session_state:
+        current = [s for s in st.session_state[STATUS_KEY] or () if s in statuses]
+        st.session_state[STATUS_KEY] = current + [
+            s for s in statuses if s not in known and s not in current]
+        default = None  # the value is the session's
+    st.session_state[KNOWN_KEY] = list(statuses)
+    return st.multiselect("Status", statuses, default=default, key=STATUS_KEY)
+
+
 def main() -> None:
     ui.page_setup("Runs")
     flash = st.session_state.pop(FLASH_KEY, None)
     if flash:  # (kind, Markdown already escaped by the callback)
         getattr(st, flash[0])(flash[1])
     store = ui.store()
-    table = ui.runs_table(store)
+    st.subheader("Queued and running")
+    ui.active_runs_panel("runs.panel", when_empty="No run is queued or running.")
+    st.subheader("All runs")
+    table = ui.with_queue_positions(ui.runs_table(store), store)
     if table.empty:
         st.info(f"No run yet in {ui.literal(store.root)}: launch one on the Experiment page.")
         ui.page_link("pages/2_Experiment.py", "Go to Experiment", icon="🧪")
         return
-    statuses = sorted(table["status"].unique())
-    chosen = st.multiselect("Status", statuses, default=statuses, key="runs.status")
+    chosen = status_filter(sorted(table["status"].unique()))
     shown = table[table["status"].isin(chosen)]
     st.dataframe(
         shown.drop(columns="error") if shown["error"].isna().all() else shown,
@@ -77,6 +98,8 @@ def main() -> None:
             **ui.score_columns(list(shown.columns)),  # labels, units and direction of scores
             "id": st.column_config.TextColumn("run id", pinned=True),
             "seconds": st.column_config.NumberColumn("time (s)", format="%.1f"),
+            "queue": st.column_config.NumberColumn(
+                "queue", format="%d", help="place in the queue of a queued run (1 = next)"),
             "error": st.column_config.TextColumn(
                 "error", help="why a run failed, or why its folder cannot be read"),
         })
