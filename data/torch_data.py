@@ -4,7 +4,10 @@ A task describes what a network sees and predicts with :class:`data.tasks.Networ
 input fields and the time offsets around a sample time ``t``, and the target offsets.
 :class:`TaskTensors` holds them normalised (zero where missing) with their availability
 masks, so that the inputs of any batch of sample times are a gather, never a copy of the
-record. Channels come in blocks: each source's values at every input offset, then (if
+record. On a CUDA device the fields go up once through small pinned staging buffers with
+asynchronous copies (:func:`upload`), and the few random indices of each batch with one
+asynchronous copy (:func:`to_device`): cutting a batch never waits for the GPU to finish the
+previous step. Channels come in blocks: each source's values at every input offset, then (if
 asked) its availability at every offset. For interpolation this is the window of
 observations then their masks (``2·window`` channels); inputs that run past the record's
 ends see zeros; targets past them weigh zero.
@@ -19,6 +22,48 @@ import torch
 from torch.utils.data import Dataset
 
 from data.tasks import InterpolationTask, NetworkIO, Task
+
+#: Bytes of one pinned staging buffer of :func:`upload` (two are used in turn).
+STAGE_BYTES = 64 << 20
+
+
+def upload(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``array`` as a tensor on ``device``. On CUDA the copy goes through two pinned staging
+    buffers of :data:`STAGE_BYTES` used in turn, each copy asynchronous: pinned host memory
+    stays bounded whatever the field's size, and filling one buffer overlaps the transfer of
+    the other. Elsewhere a plain copy (no copy at all on the CPU)."""
+    src = torch.from_numpy(np.ascontiguousarray(array))
+    if device.type != "cuda":
+        return src.to(device)
+    out = torch.empty(src.shape, dtype=src.dtype, device=device)
+    n = src.numel()
+    if n == 0:
+        return out
+    flat_src, flat_out = src.reshape(-1), out.view(-1)
+    step = max(1, STAGE_BYTES // src.element_size())
+    stream = torch.cuda.current_stream(device)
+    buffers = [torch.empty(min(step, n), dtype=src.dtype, pin_memory=True)
+               for _ in range(min(2, -(-n // step)))]
+    done: list[torch.cuda.Event | None] = [None] * len(buffers)
+    for k, start in enumerate(range(0, n, step)):
+        b, m = k % len(buffers), min(step, n - start)
+        if done[b] is not None:
+            done[b].synchronize()  # the copy out of this buffer has finished: refill it
+        buffers[b][:m].copy_(flat_src[start:start + m])
+        flat_out[start:start + m].copy_(buffers[b][:m], non_blocking=True)
+        done[b] = torch.cuda.Event()
+        done[b].record(stream)
+    # The buffers return to PyTorch's pinned-memory cache, which reuses them only once the
+    # copies recorded on the stream have completed.
+    return out
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor on ``device``: pinned and copied asynchronously to a CUDA device
+    (a plain ``.to`` would wait for the GPU's queued work), unchanged on the CPU."""
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 @dataclass
@@ -52,10 +97,10 @@ class TaskTensors:
             seen = np.isfinite(values)
             offset, scale = io.scale_of(k) or (norm.mean, norm.std)
             z = np.where(seen, (values - offset) / scale, 0.0).astype(np.float32)
-            blocks.append(torch.from_numpy(np.pad(z, pad)).to(device))
+            blocks.append(upload(np.pad(z, pad), device))
             del z
             if with_mask:
-                blocks.append(torch.from_numpy(np.pad(seen.astype(np.float32), pad)).to(device))
+                blocks.append(upload(np.pad(seen.astype(np.float32), pad), device))
         #: one (T + pads, H, W) tensor per channel block
         self.blocks = blocks
         #: per source with a clean field: (value block, mask block, clean field normalised
@@ -71,8 +116,8 @@ class TaskTensors:
                 offset, scale = io.scale_of(k) or (norm.mean, norm.std)
                 z = np.where(usable, (values - offset) / scale, 0.0).astype(np.float32)
                 self.resamplable.append((
-                    block, block + 1, torch.from_numpy(np.pad(z, pad)).to(device),
-                    torch.from_numpy(np.pad(usable.astype(np.float32), pad)).to(device),
+                    block, block + 1, upload(np.pad(z, pad), device),
+                    upload(np.pad(usable.astype(np.float32), pad), device),
                     noise / scale))
             block += 2 if with_mask else 1
         #: static channels (1, n_static, H, W), normalised like the truth, zero where NaN
@@ -81,14 +126,14 @@ class TaskTensors:
             maps = np.stack([np.asarray(f.transpose("lat", "lon").values, dtype=np.float32)
                              for f in io.static])
             maps = np.where(np.isfinite(maps), (maps - norm.mean) / norm.std, 0.0)
-            self.static = torch.from_numpy(maps.astype(np.float32))[None].to(device)
+            self.static = upload(maps.astype(np.float32)[None], device)
         truth = task.truth.values.astype(np.float32)
         ocean = task.mask.values.astype(bool)
         valid = np.isfinite(truth) & ocean[None]
-        self.truth = torch.from_numpy(np.where(valid, (truth - norm.mean) / norm.std, 0.0)
-                                      .astype(np.float32)).to(device)
-        self.valid = torch.from_numpy(valid.astype(np.float32)).to(device)
-        self.ocean = torch.from_numpy(ocean.astype(np.float32)).to(device)
+        self.truth = upload(np.where(valid, (truth - norm.mean) / norm.std, 0.0)
+                            .astype(np.float32), device)
+        self.valid = upload(valid.astype(np.float32), device)
+        self.ocean = upload(ocean.astype(np.float32), device)
         self.n_time = truth.shape[0]
         self._in = torch.as_tensor(offsets + self.pad_before, device=device)
         self._out = torch.as_tensor(np.asarray(io.out_offsets, dtype=np.int64), device=device)
@@ -96,6 +141,48 @@ class TaskTensors:
     @property
     def shape(self) -> tuple[int, int]:
         return tuple(self.ocean.shape)
+
+    @classmethod
+    def shared(cls, task: Task, io: NetworkIO, norm: Normalisation,
+               device: torch.device) -> TaskTensors:
+        """The task's tensors for ``io``, ``norm`` and ``device``, built once and kept on the
+        task (the latest set only). A long-lived worker keeps built tasks between its jobs
+        (:mod:`backend.cache`), so a second run on the same data finds its normalised tensors
+        already on the device, and a run's predict reuses what its fit uploaded.
+
+        The key holds the identity of every field ``io`` reads (the task's own arrays, or a
+        model's new ones such as an OI first guess, which then miss), the time offsets, the
+        scales, ``norm`` and the device; the entry keeps ``io`` alive, so an identity is
+        never reused by another array while the entry exists.
+        """
+        key = (tuple(id(f) for f in io.sources), tuple(io.masks), tuple(io.in_offsets),
+               tuple(io.out_offsets), repr(io.scales), tuple(id(f) for f in io.static),
+               tuple(None if c is None else (id(c[0]), float(c[1])) for c in io.clean or ()),
+               id(task.truth), id(task.mask), float(norm.mean), float(norm.std), str(device))
+        entry = task.__dict__.get("_shared_tensors")
+        if entry is not None and entry[0] == key and entry[2].truth is not None:
+            cls.reused += 1
+            return entry[2]
+        task.__dict__["_shared_tensors"] = None  # free the old set before building the new
+        tensors = cls(task, io, norm, device)
+        tensors.keep = True
+        task.__dict__["_shared_tensors"] = (key, io, tensors)
+        return tensors
+
+    #: How many times :meth:`shared` returned tensors already built (for tests and benches).
+    reused = 0
+    #: True for tensors kept on their task (:meth:`shared`): :meth:`release` leaves them.
+    keep = False
+
+    def release(self) -> None:
+        """Drop the tensors now (the object is unusable afterwards). Objects that keep a
+        reference to this one in reference cycles (Lightning's trainer ↔ module ↔ loaders)
+        then hold nothing large, without a full garbage collection. Tensors kept on their
+        task (:meth:`shared`) are left as they are."""
+        if self.keep:
+            return
+        self.blocks, self.resamplable, self.static = [], [], None
+        self.truth = self.valid = self.ocean = None
 
     def inputs(self, t: torch.Tensor, i0: torch.Tensor | None = None, j0: torch.Tensor | None = None,
                size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -150,12 +237,14 @@ class RandomPatchBatches(Dataset):
 
     Each batch is drawn from a generator seeded by (seed, epoch, step) so runs are
     reproducible; use with ``DataLoader(batch_size=None)``. Random flips (and, for square
-    patches, transposes) augment the data.
+    patches, transposes) augment the data. ``rank`` is the process's rank in a distributed
+    (DDP) training: each rank draws its own batches (seeded by (seed, epoch, step, rank));
+    rank 0 draws exactly the batches of a single-process run.
     """
 
     def __init__(self, tensors: WindowTensors, days: np.ndarray, patch: int, batch_size: int,
                  steps: int, seed: int = 0, flips: bool = False, transposes: bool = False,
-                 resample: float = 0.0):
+                 resample: float = 0.0, rank: int = 0):
         self.t = tensors
         self.days = torch.as_tensor(days, dtype=torch.long, device=tensors.device)
         H, W = tensors.shape
@@ -166,6 +255,7 @@ class RandomPatchBatches(Dataset):
         self.flips = flips
         self.transposes = transposes and self.size[0] == self.size[1]
         self.resample = resample if tensors.resamplable else 0.0
+        self.rank = int(rank)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -176,12 +266,16 @@ class RandomPatchBatches(Dataset):
             raise IndexError(k)
         if k == 0:
             self.epoch += 1
-        g = torch.Generator().manual_seed(hash((self.seed, self.epoch, k)) % (2**63))
+        key = (self.seed, self.epoch, k) if self.rank == 0 else (self.seed, self.epoch, k, self.rank)
+        g = torch.Generator().manual_seed(hash(key) % (2**63))
         H, W = self.t.shape
         n = self.batch_size
-        day = self.days[torch.randint(len(self.days), (n,), generator=g).to(self.days.device)]
-        i0 = torch.randint(H - self.size[0] + 1, (n,), generator=g).to(self.days.device)
-        j0 = torch.randint(W - self.size[1] + 1, (n,), generator=g).to(self.days.device)
+        # Drawn on the host (the same batches on every device), sent in one asynchronous copy.
+        pick = torch.randint(len(self.days), (n,), generator=g)
+        i0 = torch.randint(H - self.size[0] + 1, (n,), generator=g)
+        j0 = torch.randint(W - self.size[1] + 1, (n,), generator=g)
+        pick, i0, j0 = to_device(torch.stack([pick, i0, j0]), self.days.device).unbind(0)
+        day = self.days[pick]
         x = self.t.inputs(day, i0, j0, self.size)
         y, w = self.t.targets(day, i0, j0, self.size)
         if self.resample > 0:
@@ -209,16 +303,17 @@ class RandomPatchBatches(Dataset):
             return x
         t = self.t
         steps = len(t.io.in_offsets)
-        other = torch.randint(t.n_time, (n,), generator=g).to(day.device)
+        other = to_device(torch.randint(t.n_time, (n,), generator=g), day.device)
         x = x.clone()
-        rows = pick.nonzero()[:, 0].to(day.device)
+        rows = to_device(pick.nonzero()[:, 0], day.device)
         for b_val, b_mask, clean, usable, noise in t.resamplable:
             own = _patch_index(day[rows, None] + t._in[None, :], i0[rows], j0[rows], self.size)
             far = _patch_index(other[rows, None] + t._in[None, :], i0[rows], j0[rows], self.size)
             mask = t.blocks[b_mask][far] * usable[own]
             values = clean[own]
             if noise > 0:
-                values = values + noise * torch.randn(values.shape, generator=g).to(values.device)
+                values = values + noise * to_device(torch.randn(values.shape, generator=g),
+                                                    values.device)
             x[rows, b_val * steps:(b_val + 1) * steps] = values * mask
             x[rows, b_mask * steps:(b_mask + 1) * steps] = mask
         return x

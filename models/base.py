@@ -109,6 +109,11 @@ class Mapper(ABC):
         """Weights to save with the run (None for methods without weights)."""
         return None
 
+    def execution_info(self) -> dict[str, Any]:
+        """How the last fit / predict ran, recorded in the run's ``run.json`` (the network
+        trainer adds compilation, strategy and devices). Default: plain 32-bit arithmetic."""
+        return {"precision": "32-true"}
+
     def memory_estimate(self, task: Task) -> dict[str, int]:
         """Bytes that :meth:`fit` and :meth:`predict` need on ``task`` beyond its fields,
         by part (``{"covariances": …}``); the backend refuses a run over its memory limit
