@@ -373,3 +373,38 @@ def test_a_worker_keeps_loaded_data_between_jobs(tmp_path: Path, mock_nc: Path):
     # a cached task gives the same scores as a fresh one
     fresh = runner.execute(oi_config(mock_nc, **{"model.lt_days": 4.0}), store)
     assert fresh.metrics()["rmse"] == pytest.approx(runs[1].metrics()["rmse"], rel=1e-6)
+
+
+def test_a_cached_task_keeps_its_tensors_on_the_device_between_runs(tmp_path: Path,
+                                                                    mock_nc: Path):
+    """The second UNet run on the same data in one worker finds the normalised tensors
+    built by the first (and a run's predict reuses what its fit uploaded), with the same
+    result as a run without any cache."""
+    from backend import runner
+    from data.torch_data import TaskTensors
+
+    store = RunStore(tmp_path / "runs")
+    cache = DataCache()
+    small = ["model.window=3", "model.base_channels=4", "model.depth=1", "train.patch_size=16",
+             "train.batch_size=4", "train.steps_per_epoch=2", "train.epochs=2"]
+    built = []
+    original = TaskTensors.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(1)
+        original(self, *args, **kwargs)
+
+    TaskTensors.__init__ = counting
+    try:
+        first = runner.execute(unet_config(mock_nc, small), store, data_cache=cache)
+        assert len(built) == 1  # fit uploaded, predict reused
+        second = runner.execute(unet_config(mock_nc, [*small, "train.seed=1"]), store,
+                                data_cache=cache)
+        assert len(built) == 1  # the second run found them on the device
+        assert second.info()["cache"]["data"] == "hit"
+        fresh = runner.execute(unet_config(mock_nc, [*small, "train.seed=1"]), store)
+        assert len(built) == 2  # no cache: built again
+    finally:
+        TaskTensors.__init__ = original
+    assert first.info()["status"] == second.info()["status"] == "done"
+    assert fresh.metrics()["rmse"] == pytest.approx(second.metrics()["rmse"], rel=1e-6)
