@@ -43,6 +43,9 @@ bench: data
 	$(PY) bench/bench_oi.py
 	$(PY) bench/bench_unet.py
 	$(PY) bench/bench_memory.py
+	$(PY) bench/backend.py
+	$(PY) bench/throughput.py
+	$(PY) bench/gpu.py
 
 clean-venv:
 	rm -rf $(VENV)
