@@ -20,6 +20,7 @@ No traceback reaches the terminal.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -35,6 +36,9 @@ from oceanlab_errors import ConfigError, DataError, OceanLabError, RunError
 
 COMMANDS = ("generate", "inspect", "train", "submit", "tune", "config", "runs", "cancel",
             "dashboard")
+#: Modules of ``app/commands/`` whose ``add(subparsers, cli)`` adds commands (issue 10: runs
+#: compared, evaluated, shared and reported).
+EXTRA_COMMANDS: tuple[str, ...] = ()
 #: ``train``/``config`` flags that are shortcuts for a config field.
 FLAG_FIELDS = (("data", "data.path"), ("var", "data.var"), ("obs", "data.obs"),
                ("epochs", "train.epochs"), ("seed", "train.seed"), ("device", "train.device"),
@@ -641,6 +645,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--slots", type=_positive_int, default=None)
     w.add_argument("--runs-dir", type=_nonempty)
     w.set_defaults(func=_cmd_worker)
+
+    for module in EXTRA_COMMANDS:  # commands kept in their own files (app/commands/)
+        importlib.import_module(f"app.commands.{module}").add(sub, sys.modules[__name__])
 
     d = sub.add_parser("dashboard", help="start the Streamlit dashboard")
     d.add_argument("--port", type=_port, default=8501)
