@@ -636,6 +636,31 @@ def _clean_attrs(attrs: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------- public API
+def describe_step(step) -> str | None:
+    """A time step as people write it: ``1 day``, ``6 hours``, ``30 minutes``, ``1 day 12
+    hours``, ``1 month``/``1 year`` for a step of 28–31 / 365–366 days (None for None)."""
+    if step is None:
+        return None
+    try:
+        td = pd.Timedelta(step)
+    except (TypeError, ValueError):
+        return str(step)
+    seconds = int(td.total_seconds())
+    if seconds <= 0:
+        return str(step)
+    days = seconds / 86400
+    if 28 <= days <= 31 and seconds % 86400 == 0:
+        return "1 month"
+    if days in (365, 366):
+        return "1 year"
+    parts = []
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        n, seconds = divmod(seconds, size)
+        if n:
+            parts.append(f"{n} {unit}{'s' if n != 1 else ''}")
+    return " ".join(parts)
+
+
 def fingerprint(path: str | os.PathLike) -> str:
     """SHA-256 of the bytes of the file(s) behind ``path`` (a file or a glob)."""
     h = hashlib.sha256()
@@ -859,6 +884,7 @@ def summarize(ds: xr.Dataset) -> dict:
             "start": str(times[0].date()) if len(times) else None,
             "end": str(times[-1].date()) if len(times) else None,
             "step": str(step) if step is not None else None,
+            "step_text": describe_step(step),
         },
         "ocean_fraction": float(mask.mean()),
         "notes": ds.attrs.get(_NOTES_ATTR),

@@ -628,6 +628,9 @@ def test_runs_table_filter_and_delete(store: RunStore):
     assert table.set_index("id").loc[keep.id, "mu"] == pytest.approx(0.91)
     at.multiselect(key="runs.status").set_value(["done"]).run()
     assert list(at.dataframe[0].value["id"]) == [keep.id]
+    assert at.selectbox(key="runs.delete_id").options == ["—", keep.id]  # follows the filter
+    at.multiselect(key="runs.status").set_value([]).run()  # emptied: every run, not none
+    assert list(at.dataframe[0].value["id"]) == [gone.id, keep.id]
 
     at.selectbox(key="runs.delete_id").set_value(gone.id).run()
     assert at.button(key="runs.delete").disabled  # needs the confirmation first

@@ -94,6 +94,7 @@ def test_summary_reports_grid_time_and_ocean_fraction(mock_nc):
     assert s["grid"]["dlat_deg"] == pytest.approx(0.25)
     assert s["time"]["n_time"] == 60 and s["time"]["start"] == "2012-10-01"
     assert s["time"]["step"].startswith("1 days")
+    assert s["time"]["step_text"] == "1 day"  # what the Data page and inspect print
     assert s["ocean_fraction"] == pytest.approx(1 - 5 * 6 / (20 * 24))
     assert s["variables"]["ssh"]["units"] == "m"
     assert s["variables"]["ssh"]["kind"] == "field" and s["notes"] is None
@@ -153,3 +154,12 @@ def test_bad_inputs_raise_one_line_data_errors(tmp_path, mock_ds):
 def test_unknown_variable_lists_the_available_ones(mock_nc):
     with pytest.raises(DataError, match=r"unknown variable 'sst'.*available: ssh, ssh_obs"):
         open_dataset(mock_nc, variables=["sst"])
+
+
+@pytest.mark.parametrize(("step", "text"), [
+    ("1D", "1 day"), ("6h", "6 hours"), ("1D12h", "1 day 12 hours"), ("30min", "30 minutes"),
+    ("31D", "1 month"), ("365D", "1 year"), ("2D", "2 days"), (None, None)])
+def test_time_steps_read_as_people_write_them(step, text):
+    from data.canonical import describe_step
+
+    assert describe_step(step) == text

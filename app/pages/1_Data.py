@@ -38,7 +38,7 @@ def show_summary(ds) -> None:
     st.caption(
         f"lat {g['lat_range'][0]:.2f}…{g['lat_range'][1]:.2f}°, "
         f"lon {g['lon_range'][0]:.2f}…{g['lon_range'][1]:.2f}°, "
-        f"steps {g['dlat_deg'] or 0:.3g}° × {g['dlon_deg'] or 0:.3g}°, time step {t['step']}")
+        f"steps {g['dlat_deg'] or 0:.3g}° × {g['dlon_deg'] or 0:.3g}°, time step {t.get('step_text') or t['step']}")
     table = pd.DataFrame([
         {"variable": name, "long name": v["long_name"] or "", "units": v["units"] or "",
          "dims": " × ".join(v["dims"]), "shape": " × ".join(map(str, v["shape"]))}

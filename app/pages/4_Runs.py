@@ -90,7 +90,8 @@ def main() -> None:
         ui.page_link("pages/2_Experiment.py", "Go to Experiment", icon="🧪")
         return
     chosen = status_filter(sorted(table["status"].unique()))
-    shown = table[table["status"].isin(chosen)]
+    # an emptied filter filters nothing: every run, not none
+    shown = table[table["status"].isin(chosen)] if chosen else table
     st.dataframe(
         shown.drop(columns="error") if shown["error"].isna().all() else shown,
         hide_index=True, width="stretch",
@@ -118,13 +119,13 @@ def main() -> None:
                         error = str(exc)
                 st.markdown(f"{ui.literal(row.id)} ({row.status}): {ui.plain(error or '?')}")
 
-    done = table[table["status"] == "done"]["id"].tolist()
+    done = shown[shown["status"] == "done"]["id"].tolist()  # the pickers follow the filter
     if done:
         st.subheader("Open a run")
         run_id = st.selectbox("Finished run", done, key="runs.open")
         ui.page_link("pages/3_Results.py", f"Results of {ui.plain(run_id)}", icon="🗺️",
                      query_params={"run": run_id})
-    delete_section(table["id"].tolist())
+    delete_section(shown["id"].tolist())
 
 
 main()
