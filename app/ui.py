@@ -424,7 +424,8 @@ def runs_table(run_store: RunStore) -> pd.DataFrame:
             kinds = {type(v) for v in table[col] if not _missing(v)}
             if kinds - {str}:
                 table[col] = table[col].map(lambda v: None if _missing(v) else str(v))
-    first = [c for c in ("id", "status", "task", "model", "created", "seconds") if c in table]
+    first = [c for c in ("id", "name", "status", "task", "model", "data", "settings", "created",
+                         "seconds") if c in table]
     scores = [k for k in SCORES if k in table]  # the score registry's order
     rest = [c for c in table.columns if c not in first and c not in scores and c != "error"]
     return table[[*first, *scores, *rest, "error"]]
@@ -961,6 +962,16 @@ def score_columns(columns: list[str]) -> dict[str, Any]:
             why = f"; {score.better} is better" if score.better else ""
             out[key] = st.column_config.Column(label, help=f"{key}: {score.description}{why}")
     return out
+
+
+def config_summary(config: dict) -> str:
+    """The settings that tell a run apart (:func:`backend.config.summarize`); never raises."""
+    from backend.config import summarize
+
+    try:
+        return summarize(as_dict(config))
+    except Exception:  # noqa: BLE001 (a record of another version: show nothing rather than fail)
+        return ""
 
 
 def format_value(value: Any) -> str:

@@ -14,6 +14,7 @@ text field that is given must not be empty (leave it out, or null, for the defau
 
 from __future__ import annotations
 
+import functools
 import os
 import types
 import typing
@@ -23,11 +24,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
-from oceanlab_errors import ConfigError
 from data.tasks import TaskParams, available_tasks, get_task
 from models import registry
 from models.base import ModelParams
 from models.trainer import TrainSettings
+from oceanlab_errors import ConfigError
 
 #: Keys that moved from a network's ``model`` section to ``train`` (issue 4); a config that
 #: still gives them under ``model`` is read as if they were under ``train``.
@@ -396,3 +397,45 @@ def load_yaml(path: str | Path) -> dict:
         raise ConfigError(f"{p}: expected a mapping of sections ({', '.join(SECTIONS)}), "
                           f"got {_type_name(content)}")
     return normalise_sections(content, where=str(p))
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{"section.field": value}``."""
+    out: dict[str, Any] = {}
+    for k, v in (d.items() if isinstance(d, dict) else []):
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def summarize(config: dict) -> str:
+    """The settings of a run that tell it apart: every field that differs from the default
+    config of its task and model (``model.lt_days=7 · train.epochs=3``), plus the epochs and
+    seed of a trained model. A config of another version (an unknown model or task) is
+    summarised as far as it goes."""
+    config = config if isinstance(config, dict) else {}
+    task = str((config.get("task") or {}).get("name") or "interpolation") \
+        if isinstance(config.get("task"), dict) else "interpolation"
+    model = str((config.get("model") or {}).get("name") or "") \
+        if isinstance(config.get("model"), dict) else ""
+    default, trained = _defaults(task, model)
+    given = flatten(config)
+    parts = [f"{k}={v}" for k, v in given.items()
+             if k not in ("model.name", "task.name") and default.get(k, object()) != v]
+    for key in ("train.epochs", "train.seed") if trained else ():
+        if key in given and not any(p.startswith(key + "=") for p in parts):
+            parts.append(f"{key}={given[key]}")
+    return " · ".join(parts)
+
+
+@functools.lru_cache(maxsize=64)
+def _defaults(task: str, model: str) -> tuple[dict, bool]:
+    """The flattened default config of ``task`` and ``model`` and whether the model trains
+    (``({}, False)`` for names no longer registered)."""
+    try:
+        return flatten(build_config(task, model).to_dict()), registry.get(model).trainable
+    except (ConfigError, ValidationError, TypeError, ValueError):
+        return {}, False

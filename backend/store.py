@@ -377,6 +377,17 @@ class RunStore:
                 "created": info.get("created"),
                 "seconds": (info.get("timings") or {}).get("total_s"),
             }
+            name = info.get("name")
+            if isinstance(name, str) and name:
+                row["name"] = name
+            data = (info.get("data") or {}).get("path") or (cfg.get("data") or {}).get("path")
+            row["data"] = Path(str(data)).name if data else "built-in"
+            try:
+                from backend.config import summarize
+
+                row["settings"] = summarize(cfg)
+            except Exception:  # noqa: BLE001 (a config of another version: no summary)
+                row["settings"] = None
             if info.get("status") in ("failed", "cancelled") and info.get("error"):
                 row["error"] = str(info["error"])
             row.update({k: v for k, v in metrics.items()

@@ -705,3 +705,29 @@ def test_scores_table_follows_the_score_registry():
     table = scores_table(metrics, "m")
     assert list(table["key"]) == ["rmse", "acc", "zz_custom"]  # SCORES order, unknown after
     assert list(table["score"]) == [SCORES["rmse"].label, SCORES["acc"].label, "zz_custom"]
+
+
+def test_results_shows_the_configuration_and_launches_it_again(store: RunStore, monkeypatch):
+    """A 3-epoch UNet can be told from a 40-epoch one: Results says what differs from the
+    defaults, shows the whole config, and launches the same settings again; the Runs table
+    has the dataset and the settings."""
+    from backend import jobs
+
+    monkeypatch.setattr(jobs, "ensure_workers", lambda store, n: 0)
+    run = make_run(store, "20240101-000000-unet-aaaa")
+    at = page("3_Results.py").run()
+    assert not at.exception
+    assert "Configuration" in texts(at.subheader)
+    summary = " ".join(shown(m.value) for m in at.markdown)
+    assert "train.epochs=3" in summary and "train.device=cpu" in summary
+    assert any("epochs: 3" in c.value for c in at.code)
+    at.button(key="results.again").click().run()
+    assert not at.exception and not at.error
+    (again,) = [r for r in store.runs() if r.id != run.id]
+    assert again.info()["status"] == "queued"
+    assert again.info()["config"]["train"]["epochs"] == 3
+    assert again.info()["config"]["data"]["path"] == run.info()["config"]["data"]["path"]
+
+    table = page("4_Runs.py").run().dataframe[0].value.set_index("id")
+    assert table.loc[run.id, "data"] == "mock.nc"
+    assert "train.epochs=3" in table.loc[run.id, "settings"]

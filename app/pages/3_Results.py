@@ -26,7 +26,7 @@ from app import figures, ui
 from backend.store import DIAGNOSTICS_FILE, HISTORY_FILE, PREDICTION_FILE, Run
 from backend.tuning import TUNING_CSV
 from metrics.scores import info as score_info
-from oceanlab_errors import RunError
+from oceanlab_errors import OceanLabError, RunError
 
 #: Variables each task's prediction.nc must hold besides the prediction (others: truth).
 REQUIRED = {"interpolation": ("truth", "obs"), "forecast": ("truth", "initial"),
@@ -77,6 +77,32 @@ def header(info: ui.RunInfo, task: str) -> None:
     if info.seconds is not None:
         parts.append(f"{info.seconds:.1f} s")
     st.markdown(" · ".join(parts))
+
+
+def config_section(run: Run, info: ui.RunInfo) -> None:
+    """The run's settings: what differs from the defaults, the whole config, and a button
+    that launches the same settings again (a new run, even though this one has finished)."""
+    st.subheader("Configuration")
+    st.markdown(ui.plain(ui.config_summary(info.config)) or "defaults")
+    with st.expander("Whole configuration (YAML)"):
+        import yaml
+
+        st.code(yaml.safe_dump(info.config, sort_keys=False), language="yaml")
+    if st.button("Launch again with these settings", key="results.again",
+                 help="a new run with exactly this configuration (queued like a launch)"):
+        from pydantic import ValidationError
+
+        from backend import jobs
+        from backend.config import ExperimentConfig
+
+        try:
+            sub = jobs.submit(ExperimentConfig(**info.config), ui.store(), force=True)
+        except (ValidationError, OceanLabError) as exc:
+            st.error(ui.plain(f"cannot launch this configuration again: "
+                              f"{ui.first_line(str(exc))}"))
+            return
+        st.success(f"Run {ui.plain(sub.run.id)} launched with these settings "
+                   f"({ui.plain(sub.status)}); follow it on the Runs page.")
 
 
 def pick(label: str, options: list, key: str, format_func=str):
@@ -435,6 +461,8 @@ def main() -> None:
     else:
         mapping_results(pred, run, diag, reason, metrics, units, task)
     physics_section(pred, run, diag, metrics)
+
+    config_section(run, info)
 
     st.subheader("Training history")
     history = ui.history(run)

@@ -99,6 +99,10 @@ def main() -> None:
             **ui.score_columns(list(shown.columns)),  # labels, units and direction of scores
             "id": st.column_config.TextColumn("run id", pinned=True),
             "seconds": st.column_config.NumberColumn("time (s)", format="%.1f"),
+            "data": st.column_config.TextColumn("data", help="the data file (built-in: the OSSE)"),
+            "settings": st.column_config.TextColumn(
+                "settings", help="what differs from the default config of the task and model, "
+                                 "and the epochs and seed of trained models"),
             "queue": st.column_config.NumberColumn(
                 "queue", format="%d", help="place in the queue of a queued run (1 = next)"),
             "error": st.column_config.TextColumn(
