@@ -109,9 +109,30 @@ def as_text(value: Any, default: str = "") -> str:
 # --------------------------------------------------------------------------- page chrome
 
 
+#: Widget keys (prefixes) whose values outlive a visit to another page: the Experiment form.
+PERSISTED_PREFIXES = ("exp.",)
+#: Keys under those prefixes that are buttons or panel state (never re-assigned).
+NOT_PERSISTED = ("exp.launch", "exp.cancel", "exp.forget", "exp.force_new", "exp.panel.",
+                 "exp.workers_started")
+
+
+def persist_form_state() -> None:
+    """Keep the Experiment form's choices (task, model, epochs, …) when the user visits
+    another page and comes back: Streamlit forgets the values of widgets a page did not
+    draw, unless they are assigned again on each run (its documented way to keep them)."""
+    for key in list(st.session_state):
+        key = str(key)
+        if key.startswith(PERSISTED_PREFIXES) and not key.startswith(NOT_PERSISTED):
+            try:
+                st.session_state[key] = st.session_state[key]
+            except Exception:  # noqa: BLE001, S112 (a widget whose value cannot be set: left alone)
+                continue
+
+
 def page_setup(title: str, icon: str = "🌊") -> None:
     """Page config and title; call first on every page."""
     st.set_page_config(page_title=f"{title} · OceanLab", page_icon=icon, layout="wide")
+    persist_form_state()
     st.title(title)
 
 

@@ -731,3 +731,18 @@ def test_results_shows_the_configuration_and_launches_it_again(store: RunStore, 
     table = page("4_Runs.py").run().dataframe[0].value.set_index("id")
     assert table.loc[run.id, "data"] == "mock.nc"
     assert "train.epochs=3" in table.loc[run.id, "settings"]
+
+
+def test_experiment_form_survives_a_visit_to_another_page(workspace: Path):
+    """The chosen model and epochs are still there after the user looked at another page
+    (same session: AppTest keeps the session state between page switches)."""
+    at = page("Home.py").run()
+    at.switch_page("pages/2_Experiment.py").run()
+    at.selectbox(key="exp.model").set_value("unet").run()
+    at.number_input(key="exp.train.epochs").set_value(3).run()
+    at.switch_page("pages/4_Runs.py").run()
+    assert not at.exception
+    at.switch_page("pages/2_Experiment.py").run()
+    assert not at.exception
+    assert at.selectbox(key="exp.model").value == "unet"
+    assert at.number_input(key="exp.train.epochs").value == 3

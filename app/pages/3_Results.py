@@ -88,6 +88,9 @@ def config_section(run: Run, info: ui.RunInfo) -> None:
         import yaml
 
         st.code(yaml.safe_dump(info.config, sort_keys=False), language="yaml")
+    if info.model == "external":  # an evaluated file (python -m app evaluate --import)
+        st.caption("An imported reconstruction: there is nothing to launch again.")
+        return
     if st.button("Launch again with these settings", key="results.again",
                  help="a new run with exactly this configuration (queued like a launch)"):
         from pydantic import ValidationError
