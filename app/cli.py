@@ -38,7 +38,7 @@ COMMANDS = ("generate", "inspect", "train", "submit", "tune", "config", "runs", 
             "dashboard")
 #: Modules of ``app/commands/`` whose ``add(subparsers, cli)`` adds commands (issue 10: runs
 #: compared, evaluated, shared and reported).
-EXTRA_COMMANDS: tuple[str, ...] = ()
+EXTRA_COMMANDS: tuple[str, ...] = ("evaluate",)
 #: ``train``/``config`` flags that are shortcuts for a config field.
 FLAG_FIELDS = (("data", "data.path"), ("var", "data.var"), ("obs", "data.obs"),
                ("epochs", "train.epochs"), ("seed", "train.seed"), ("device", "train.device"),
@@ -232,7 +232,7 @@ def _cmd_inspect(args) -> int:
     print(f"file: {summary['path']}")
     print(f"grid: {g['n_lat']} lat x {g['n_lon']} lon, lat {g['lat_range'][0]:.3f}..{g['lat_range'][1]:.3f} "
           f"(step {g['dlat_deg']}), lon {g['lon_range'][0]:.3f}..{g['lon_range'][1]:.3f} (step {g['dlon_deg']})")
-    print(f"time: {t['n_time']} steps, {t['start']} .. {t['end']}, step {t['step']}")
+    print(f"time: {t['n_time']} steps, {t['start']} .. {t['end']}, step {t.get('step_text') or t['step']}")
     print(f"ocean fraction: {summary['ocean_fraction']:.3f}")
     print("variables:")
     for name, v in summary["variables"].items():

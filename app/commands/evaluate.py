@@ -1,0 +1,79 @@
+"""``python -m app evaluate``: score an external reconstruction against a reference.
+
+``python -m app evaluate --ref REF.nc --pred PRED.nc [--var-ref NAME] [--var-pred NAME]
+[--json] [--import] [--runs-dir DIR]`` scores the prediction on the reference's grid and
+over the time steps both hold (regridding the prediction linearly when the grids differ, and
+saying so), with the keys of a run's ``metrics.json``; ``--import`` saves it as a ``done``
+run of model ``external`` so that it joins the comparisons (see :mod:`backend.evaluate`).
+
+``--json`` prints one object: ``scores`` (the score keys), ``notes``, ``regridded``,
+``period`` ``[first, last]``, ``n_times``, the files and variables, ``run_id`` (null without
+``--import``), and every score key again at the top level for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def _cmd_evaluate(args, cli) -> int:
+    from backend import paths
+    from backend.evaluate import evaluate, import_evaluation
+    from backend.store import RunStore
+    from oceanlab_errors import DataError
+
+    for flag, path in (("--ref", args.ref), ("--pred", args.pred)):
+        try:
+            cli._check_data_file(path)
+        except DataError as exc:
+            raise DataError(f"{flag} {exc}") from None
+    root = None
+    if args.do_import:  # refuse an unusable run store before scoring
+        root = cli._writable_dir(paths.runs_dir(args.runs_dir),
+                                 "--runs-dir" if args.runs_dir else "runs folder")
+    ev = evaluate(args.ref, args.pred, var_ref=args.var_ref, var_pred=args.var_pred)
+    run = import_evaluation(ev, RunStore(root)) if root is not None else None
+    scores = {k: v for k, v in ev.scores.items() if k != "notes"}
+    if args.json:
+        out = {**scores, "scores": scores, "notes": ev.notes, "regridded": ev.regridded,
+               "period": list(ev.period), "n_times": ev.n_times, "ref": ev.ref,
+               "pred": ev.pred, "var_ref": ev.var_ref, "var_pred": ev.var_pred,
+               "run_id": run.id if run is not None else None}
+        print(json.dumps(out, default=str))
+        return 0
+    print(f"scored {ev.pred} ({ev.var_pred}) against {ev.ref} ({ev.var_ref}): "
+          f"{ev.n_times} time step{'s' if ev.n_times != 1 else ''}, {ev.period[0]} .. "
+          f"{ev.period[1]}")
+    if ev.regridded:
+        print(f"regridded: {ev.notes.get('regridded', 'yes')}")
+    if "period" in ev.notes:
+        print(f"period: {ev.notes['period']}")
+    for k, v in scores.items():
+        print(f"  {k:>22}: {'null (' + str(ev.notes.get(k, 'not computable')) + ')' if v is None else f'{v:.4g}'}")
+    if run is not None:
+        print(f"imported as run {run.id}: done  ({run.path})")
+    return 0
+
+
+def add(sub, cli) -> None:
+    """Add the ``evaluate`` command to ``sub`` (the subparsers of :func:`app.cli.build_parser`)."""
+    e = sub.add_parser("evaluate", help="score an external reconstruction (another method, an "
+                                        "operational product) against a reference file")
+    e.add_argument("--ref", type=cli._nonempty, required=True, metavar="REF.nc",
+                   help="the reference (truth) NetCDF: its grid and period are scored")
+    e.add_argument("--pred", type=cli._nonempty, required=True, metavar="PRED.nc",
+                   help="the reconstruction NetCDF (regridded linearly onto the reference's "
+                        "grid when the grids differ)")
+    e.add_argument("--var-ref", type=cli._nonempty, default=None, metavar="NAME",
+                   help="variable of the reference (default: its oceanlab_truth_var "
+                        "attribute, else its only variable)")
+    e.add_argument("--var-pred", type=cli._nonempty, default=None, metavar="NAME",
+                   help="variable of the reconstruction (default: its "
+                        "oceanlab_reconstruction_var or oceanlab_truth_var attribute, else "
+                        "its only variable)")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--import", dest="do_import", action="store_true",
+                   help="save the result as a run (model 'external') in the run store")
+    e.add_argument("--runs-dir", type=cli._nonempty, default=None,
+                   help="run store folder for --import (default: $OCEANLAB_HOME/runs)")
+    e.set_defaults(func=lambda args: _cmd_evaluate(args, cli))
