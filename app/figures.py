@@ -506,6 +506,7 @@ def history_figure(history: pd.DataFrame, *, size: tuple[float, float] = (7.0, 2
     if positive and len(history):
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -520,8 +521,10 @@ def psd_score_figure(
     lambda_t: float | None = None,
     level: float = 0.5,
     size: tuple[float, float] = (6.0, 4.2),
+    km_per_degree: float | None = None,
 ) -> Figure:
-    """The PSD score over (wavelength, period) with its ``level`` contour.
+    """The PSD score over (wavelength, period) with its ``level`` contour; with
+    ``km_per_degree`` (at the domain's latitude) a second wavelength axis in km on top.
 
     Parameters
     ----------
@@ -556,6 +559,12 @@ def psd_score_figure(
         axis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("wavelength (degrees of longitude)")
     ax.set_ylabel("period (days)")
+    if km_per_degree is not None and np.isfinite(km_per_degree) and km_per_degree > 0:
+        k = float(km_per_degree)
+        top = ax.secondary_xaxis("top", functions=(lambda d: d * k, lambda km: km / k))
+        top.set_xlabel("wavelength (km)")
+        top.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        top.xaxis.set_minor_formatter(NullFormatter())
     fig.colorbar(mesh, ax=ax, label="PSD score")
     if contour or lambda_x is not None or lambda_t is not None:
         ax.legend(fontsize=8, loc="lower right")

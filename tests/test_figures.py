@@ -252,3 +252,22 @@ def test_tuning_figure_one_panel_per_parameter():
 def test_figures_import_without_streamlit():
     code = "import sys, app.figures; assert 'streamlit' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
+
+
+def test_psd_score_figure_has_a_km_axis_and_history_whole_epochs():
+    ft = np.array([0.05, 0.1, 0.2, 0.4])
+    fl = np.array([0.25, 0.5, 1.0, 2.0])
+    score = xr.DataArray(np.linspace(1.0, 0.0, 16).reshape(4, 4),
+                         dims=("freq_time", "freq_lon"),
+                         coords={"freq_time": ft, "freq_lon": fl})
+    fig = figures.psd_score_figure(score, lambda_x=1.0, km_per_degree=85.0)
+    top = fig.axes[0].child_axes[0]
+    assert top.get_xlabel() == "wavelength (km)"
+    _render(fig)
+    lo, hi = fig.axes[0].get_xlim()
+    assert top.get_xlim() == pytest.approx((lo * 85.0, hi * 85.0))
+    history = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.0, 0.5, 0.4]})
+    fig = figures.history_figure(history)
+    _render(fig)
+    ticks = [t for t in fig.axes[0].get_xticks() if 1 <= t <= 3]
+    assert ticks and all(float(t).is_integer() for t in ticks)

@@ -186,11 +186,13 @@ def psd_section(diag: xr.Dataset, run: Run, metrics: dict) -> None:
         return
     lambda_x = ui.as_number(metrics.get("lambda_x_deg"))
     lambda_t = ui.as_number(metrics.get("lambda_t_days"))
+    km = ui.as_number(metrics.get("lambda_x_km"))
+    km_per_degree = km / lambda_x if km is not None and lambda_x else None
     ui.show_cached_figure(
-        ("psd score", *ui.run_stamp(run, DIAGNOSTICS_FILE), lambda_x, lambda_t),
+        ("psd score", *ui.run_stamp(run, DIAGNOSTICS_FILE), lambda_x, lambda_t, km_per_degree),
         lambda: figures.psd_score_figure(
             diag["psd_score"], ui.psd_contour(str(run.path), ui.diagnostics_mtime(run)),
-            lambda_x=lambda_x, lambda_t=lambda_t))
+            lambda_x=lambda_x, lambda_t=lambda_t, km_per_degree=km_per_degree))
     st.caption("1 − PSD(rec − truth) / PSD(truth) over wavelength and period; the "
                "0.5 contour bounds the scales the method resolves (λx, λt).")
 
