@@ -38,7 +38,7 @@ COMMANDS = ("generate", "inspect", "train", "submit", "tune", "config", "runs", 
             "dashboard")
 #: Modules of ``app/commands/`` whose ``add(subparsers, cli)`` adds commands (issue 10: runs
 #: compared, evaluated, shared and reported).
-EXTRA_COMMANDS: tuple[str, ...] = ("compare", "evaluate")
+EXTRA_COMMANDS: tuple[str, ...] = ("compare", "evaluate", "share")
 #: ``train``/``config`` flags that are shortcuts for a config field.
 FLAG_FIELDS = (("data", "data.path"), ("var", "data.var"), ("obs", "data.obs"),
                ("epochs", "train.epochs"), ("seed", "train.seed"), ("device", "train.device"),
