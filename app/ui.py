@@ -132,6 +132,7 @@ def persist_form_state() -> None:
 def page_setup(title: str, icon: str = "🌊") -> None:
     """Page config and title; call first on every page."""
     st.set_page_config(page_title=f"{title} · OceanLab", page_icon=icon, layout="wide")
+    st.session_state[DRAWN_KEY] = {}  # the figures this run of the page draws
     persist_form_state()
     st.title(title)
 
@@ -192,6 +193,55 @@ def show_cached_figure(key: tuple, build: Callable[[], Figure]) -> None:
     (48 figures of a few hundred kB).
     """
     st.image(_figure_png(key, build), width="stretch")
+    drawn = st.session_state.setdefault(DRAWN_KEY, {})
+    drawn[str(key[0]) if key else "figure"] = (key, build)
+
+
+#: Session key of the figures the current page drew: ``{name: (cache key, builder)}``.
+DRAWN_KEY = "_figures_drawn"
+#: Resolution of a figure downloaded for slides.
+EXPORT_DPI = 200
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _figure_export(key: tuple, fmt: str, _build: Callable[[], Figure]) -> bytes:
+    """The figure as ``fmt`` (png at :data:`EXPORT_DPI`, or pdf) for a download."""
+    import matplotlib.pyplot as plt
+
+    fig = _build()
+    try:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=fmt, dpi=EXPORT_DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def downloads_section(run: Run, key_prefix: str) -> None:
+    """Downloads of what the page shows: any of its figures as PNG (presentation
+    resolution) or PDF, the scores as CSV, the prediction as NetCDF."""
+    drawn = st.session_state.get(DRAWN_KEY) or {}
+    st.subheader("Downloads")
+    cols = st.columns(3)
+    if drawn:
+        name = cols[0].selectbox("Figure", sorted(drawn), key=f"{key_prefix}.figure")
+        fmt = cols[1].radio("Format", ["png", "pdf"], horizontal=True, key=f"{key_prefix}.fmt")
+        fig_key, build = drawn[name]
+        safe = "".join(c if c.isalnum() else "-" for c in name).strip("-") or "figure"
+        cols[2].download_button(  # made when clicked, not on every run of the page
+            f"Download {fmt.upper()}", lambda: _figure_export(fig_key, fmt, build),
+            file_name=f"{run.id}-{safe}.{fmt}", key=f"{key_prefix}.download_figure",
+            mime="application/pdf" if fmt == "pdf" else "image/png")
+    metrics, _ = read_metrics(run)
+    cols = st.columns(2)
+    cols[0].download_button(
+        "Scores (CSV)", scores_table(metrics).to_csv(index=False).encode(),
+        file_name=f"{run.id}-scores.csv", mime="text/csv", key=f"{key_prefix}.scores_csv")
+    pred = run.path / "prediction.nc"
+    if pred.is_file():
+        cols[1].download_button(
+            "Prediction (NetCDF)", pred.read_bytes, file_name=f"{run.id}-prediction.nc",
+            mime="application/x-netcdf", key=f"{key_prefix}.prediction_nc")
 
 
 def run_stamp(run: Run, *files: str) -> tuple:

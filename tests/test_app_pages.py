@@ -746,3 +746,32 @@ def test_experiment_form_survives_a_visit_to_another_page(workspace: Path):
     assert not at.exception
     assert at.selectbox(key="exp.model").value == "unet"
     assert at.number_input(key="exp.train.epochs").value == 3
+
+
+def test_results_downloads_figures_scores_and_prediction(store: RunStore):
+    make_run(store, "20240101-000000-unet-aaaa")
+    at = page("3_Results.py").run()
+    assert not at.exception
+    assert "Downloads" in texts(at.subheader)
+    names = at.selectbox(key="results.downloads.figure").options
+    assert {"day maps", "history"} <= set(names)
+    buttons = {b.label: b for b in at.get("download_button")}
+    assert {"Download PNG", "Scores (CSV)", "Prediction (NetCDF)"} <= set(buttons)
+    at.radio(key="results.downloads.fmt").set_value("pdf").run()
+    assert not at.exception
+    assert "Download PDF" in {b.label for b in at.get("download_button")}
+
+
+def test_figure_export_is_png_or_pdf_at_presentation_resolution():
+    from app import figures, ui
+
+    history = pd.DataFrame({"epoch": [1, 2], "train_loss": [1.0, 0.5]})
+    png = ui._figure_export(("h", 1), "png", lambda: figures.history_figure(history))
+    pdf = ui._figure_export(("h", 1), "pdf", lambda: figures.history_figure(history))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and pdf[:5] == b"%PDF-"
+    import io as _io
+
+    from PIL import Image
+
+    width = Image.open(_io.BytesIO(png)).size[0]
+    assert width > 7.0 * ui.EXPORT_DPI * 0.8  # the 7-inch figure at 200 dpi

@@ -477,6 +477,7 @@ def main() -> None:
         ui.show_cached_figure(("history", *ui.run_stamp(run, HISTORY_FILE)),
                               lambda: figures.history_figure(history))
     tuning_section(run, units)
+    ui.downloads_section(run, "results.downloads")
 
 
 main()
