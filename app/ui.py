@@ -197,6 +197,33 @@ def show_cached_figure(key: tuple, build: Callable[[], Figure]) -> None:
     drawn[str(key[0]) if key else "figure"] = (key, build)
 
 
+def prefetch_figures(items: list[tuple[tuple, Callable[[], Figure]]]) -> None:
+    """Render ``(key, build)`` figures into the figure cache in a background thread (the
+    next days of a map, while the user looks at this one), so that stepping to them shows
+    a cached image at once. Errors are left for the page to show when it draws them."""
+    import threading
+
+    def work() -> None:
+        for key, build in items:
+            try:
+                _figure_png(key, build)
+            except Exception:  # noqa: BLE001, S112 (the page reports it if it draws this one)
+                continue
+
+    thread = threading.Thread(target=work, name="prefetch-figures", daemon=True)
+    _PREFETCHING.append(thread)
+    thread.start()
+
+
+_PREFETCHING: list = []
+
+
+def wait_for_prefetch(timeout: float = 60.0) -> None:
+    """Wait for the figures being prefetched (tests and benches)."""
+    while _PREFETCHING:
+        _PREFETCHING.pop().join(timeout)
+
+
 #: Session key of the figures the current page drew: ``{name: (cache key, builder)}``.
 DRAWN_KEY = "_figures_drawn"
 #: Resolution of a figure downloaded for slides.

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app import ui
 from backend import jobs, record
 from backend.store import Run, RunStore
 from tests.test_app_pages import make_run, make_task_run, page, shown, texts
@@ -376,17 +377,24 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> dict:
             return fn(*args, **kwargs)
         return wrapper
 
+    from app import ui
+
+    ui.wait_for_prefetch()  # nothing of an earlier test is drawn while this one counts
     for name in FIGURE_BUILDERS:
         monkeypatch.setattr(figures, name, counting(name, getattr(figures, name)))
     monkeypatch.setattr(xr, "open_dataset", counting("open_dataset", xr.open_dataset))
-    return calls
+    yield calls
+    ui.wait_for_prefetch()
 
 
 def test_results_revisit_recomputes_nothing(store: RunStore, counted: dict):
     run = make_run(store, "20240101-000000-unet-aaaa")
     at = page("3_Results.py").run()
     assert not at.exception and not at.error
+    ui.wait_for_prefetch()
     first = dict(counted)
+    # the first day's maps, and the next two days' drawn ahead in the background
+    assert first["comparison_maps_figure"] == 3
     for name in ("comparison_maps_figure", "timeseries_figure", "psd_score_figure",
                  "history_figure", "open_dataset"):
         assert first.get(name, 0) >= 1, (name, first)
@@ -397,6 +405,7 @@ def test_results_revisit_recomputes_nothing(store: RunStore, counted: dict):
     again.query_params["run"] = run.id
     again.run()
     assert not again.exception
+    ui.wait_for_prefetch()
     assert counted == first  # no figure drawn, no file opened again
     assert len(again.get("image")) == images
     assert again.dataframe[0].value.set_index("key").loc["mu", "value"] == "0.91"
@@ -405,12 +414,15 @@ def test_results_revisit_recomputes_nothing(store: RunStore, counted: dict):
     day = again.select_slider(key="results.day")
     day.set_value(day.options[2]).run()
     assert not again.exception
-    assert counted["comparison_maps_figure"] == first["comparison_maps_figure"] + 1
+    ui.wait_for_prefetch()
+    # day 2 was ready (drawn ahead): only days 3 and 4 are drawn, ahead again
+    assert counted["comparison_maps_figure"] == first["comparison_maps_figure"] + 2
     assert counted["timeseries_figure"] == first["timeseries_figure"] + 1  # its day marker
     assert counted["psd_score_figure"] == first["psd_score_figure"]
     assert counted.get("open_dataset") == first.get("open_dataset")
     second = dict(counted)
     day.set_value(day.options[2]).run()  # the same day again
+    ui.wait_for_prefetch()
     assert counted == second
 
     # a rewritten prediction is read and drawn again (its modification time is in the keys)
@@ -418,6 +430,7 @@ def test_results_revisit_recomputes_nothing(store: RunStore, counted: dict):
     time.sleep(0.01)
     run.write_prediction(pred)
     page("3_Results.py").run()
+    ui.wait_for_prefetch()
     assert counted["open_dataset"] > second["open_dataset"]
     assert counted["comparison_maps_figure"] > second["comparison_maps_figure"]
 

@@ -131,7 +131,7 @@ def day_maps(pred: xr.Dataset, run: Run, units: str, *, inputs: str, title: str)
     day = pick("Day of the test period", labels, "results.day")
     i = labels.index(day)
 
-    def build():
+    def build(i: int = i):
         mask = ui.ocean_mask(pred)
         lo, hi, rlo, rhi = ui.field_limits(str(run.path),
                                            ui.file_mtime(run.path / PREDICTION_FILE))
@@ -148,10 +148,15 @@ def day_maps(pred: xr.Dataset, run: Run, units: str, *, inputs: str, title: str)
         return figures.comparison_maps_figure(
             pred["truth"].isel(time=i), pred[rec_name].isel(time=i), inputs=panels,
             prediction_title=f"{title} ({rec_name})", limits=(lo, hi),
-            residual_limits=(rlo, rhi), land_mask=mask, units=units, suptitle=day)
+            residual_limits=(rlo, rhi), land_mask=mask, units=units, suptitle=labels[i])
 
-    ui.show_cached_figure(("day maps", *ui.run_stamp(run, PREDICTION_FILE), inputs, title, i),
-                          build)
+    def key(j: int) -> tuple:
+        return ("day maps", *ui.run_stamp(run, PREDICTION_FILE), inputs, title, j)
+
+    ui.show_cached_figure(key(i), build)
+    # the next days (and the one before) are drawn while the user looks at this one
+    ui.prefetch_figures([(key(j), lambda j=j: build(j))
+                         for j in (i + 1, i + 2, i - 1) if 0 <= j < len(times)])
     st.caption("Truth, input and prediction share one colour scale, symmetric about zero and "
                "covering the truth over the test period; the residual has its own symmetric "
                "scale.")
