@@ -8,6 +8,7 @@ STYLE.md: ``st.cache_resource`` for opened datasets (keyed on path + modificatio
 
 from __future__ import annotations
 
+import atexit
 import io
 import math
 import os
@@ -211,6 +212,7 @@ def prefetch_figures(items: list[tuple[tuple, Callable[[], Figure]]]) -> None:
                 continue
 
     thread = threading.Thread(target=work, name="prefetch-figures", daemon=True)
+    _PREFETCHING[:] = [t for t in _PREFETCHING if t.is_alive()]  # a long-lived server
     _PREFETCHING.append(thread)
     thread.start()
 
@@ -219,9 +221,13 @@ _PREFETCHING: list = []
 
 
 def wait_for_prefetch(timeout: float = 60.0) -> None:
-    """Wait for the figures being prefetched (tests and benches)."""
+    """Wait for the figures being prefetched (tests, benches, and the end of the process:
+    a thread stopped in the middle of drawing at interpreter exit can abort the process)."""
     while _PREFETCHING:
         _PREFETCHING.pop().join(timeout)
+
+
+atexit.register(wait_for_prefetch, 30.0)
 
 
 #: Session key of the figures the current page drew: ``{name: (cache key, builder)}``.
