@@ -35,10 +35,10 @@ from pathlib import Path
 from oceanlab_errors import ConfigError, DataError, OceanLabError, RunError
 
 COMMANDS = ("generate", "inspect", "train", "submit", "tune", "config", "runs", "cancel",
-            "dashboard")
+            "compare", "report", "evaluate", "export", "import", "animate", "dashboard")
 #: Modules of ``app/commands/`` whose ``add(subparsers, cli)`` adds commands (issue 10: runs
 #: compared, evaluated, shared and reported).
-EXTRA_COMMANDS: tuple[str, ...] = ("compare", "evaluate", "share")
+EXTRA_COMMANDS: tuple[str, ...] = ("compare", "evaluate", "share", "animate")
 #: ``train``/``config`` flags that are shortcuts for a config field.
 FLAG_FIELDS = (("data", "data.path"), ("var", "data.var"), ("obs", "data.obs"),
                ("epochs", "train.epochs"), ("seed", "train.seed"), ("device", "train.device"),
