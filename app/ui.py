@@ -276,6 +276,15 @@ def downloads_section(run: Run, key_prefix: str) -> None:
             "Prediction (NetCDF)", pred.read_bytes, file_name=f"{run.id}-prediction.nc",
             mime="application/x-netcdf", key=f"{key_prefix}.prediction_nc")
 
+        def animation() -> bytes:  # made when clicked: a few seconds for 30 frames
+            from app.animation import animation_bytes
+
+            return animation_bytes(run, ".gif", days=30)
+
+        st.download_button(
+            "Animation for slides (GIF: truth, reconstruction, residual)", animation,
+            file_name=f"{run.id}.gif", mime="image/gif", key=f"{key_prefix}.animation")
+
 
 def run_stamp(run: Run, *files: str) -> tuple:
     """``(run folder, mtime of each of files)``: the run part of a cache key."""

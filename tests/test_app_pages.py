@@ -757,6 +757,7 @@ def test_results_downloads_figures_scores_and_prediction(store: RunStore):
     assert {"day maps", "history"} <= set(names)
     buttons = {b.label: b for b in at.get("download_button")}
     assert {"Download PNG", "Scores (CSV)", "Prediction (NetCDF)"} <= set(buttons)
+    assert any(label.startswith("Animation for slides") for label in buttons)
     at.radio(key="results.downloads.fmt").set_value("pdf").run()
     assert not at.exception
     assert "Download PDF" in {b.label for b in at.get("download_button")}
