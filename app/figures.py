@@ -698,3 +698,74 @@ def tuning_figure(
         if i == 0 and is_best is not None and bool(is_best.any()):
             ax.legend(fontsize=8)
     return fig
+
+
+# --------------------------------------------------------------------------- compare runs
+
+
+def runs_day_figure(
+    truth: xr.DataArray | None,
+    reconstructions: dict[str, xr.DataArray],
+    *,
+    land_mask: xr.DataArray | np.ndarray | None = None,
+    units: str = "",
+    suptitle: str | None = None,
+    per_row: int = 4,
+    panel_size: tuple[float, float] = (3.6, 3.0),
+) -> Figure:
+    """The same day of several runs side by side (the Compare page): the truth and every
+    run's reconstruction on one shared colour scale with one colour bar, then every run's
+    residual (reconstruction − truth) on one shared symmetric scale with one colour bar.
+
+    Parameters
+    ----------
+    truth : field ``(lat, lon)``, or None (no truth panel and no residuals).
+    reconstructions : label → field ``(lat, lon)`` on the truth's grid.
+    land_mask : ocean mask ``(lat, lon)`` (True = ocean) of every panel.
+    per_row : at most this many maps per row (the rows wrap).
+
+    Returns
+    -------
+    A figure of two sub-figures (fields, residuals), each a grid of GeoAxes and one colour
+    bar shared by its maps.
+    """
+    if not reconstructions:
+        raise ValueError("runs_day_figure needs at least one reconstruction")
+    ocean = None if land_mask is None else np.asarray(getattr(land_mask, "values", land_mask),
+                                                      dtype=bool)
+    fields = ([("Truth", truth)] if truth is not None else []) + list(reconstructions.items())
+    residuals = []
+    if truth is not None:
+        for label, rec in reconstructions.items():
+            res = rec - truth
+            if ocean is not None:
+                res = res.where(ocean)
+            residuals.append((f"{label} − truth", res))
+    lo, hi = shared_limits(*(f for _, f in fields))
+    rlo, rhi = shared_limits(*(r for _, r in residuals))
+    groups = [(fields, lo, hi, units)]
+    if residuals:
+        groups.append((residuals, rlo, rhi, f"residual ({units})" if units else "residual"))
+    ncols = max(1, min(per_row, max(len(g[0]) for g in groups)))
+    rows = [-(-len(g[0]) // ncols) for g in groups]
+    fig = Figure(figsize=(panel_size[0] * ncols + 1.2, panel_size[1] * sum(rows) + 0.6),
+                 layout="constrained")
+    subs = fig.subfigures(len(groups), 1, height_ratios=rows) if len(groups) > 1 else [fig]
+    coastline = natural_earth_coastline()
+    # residuals under their reconstructions when every field fits on one row
+    shift = [0, 1 if truth is not None and len(fields) <= ncols else 0]
+    for g, (sub, (panels, vmin, vmax, label), nrows) in enumerate(zip(subs, groups, rows)):
+        axes, mappable = [], None
+        for i, (title, da) in enumerate(panels):
+            lon = _lat_lon(da)[1]
+            ax = sub.add_subplot(nrows, ncols, i + 1 + shift[g], projection=_projection(lon))
+            m = draw_map(ax, MapPanel(da, title, cmocean.cm.balance, vmin, vmax,
+                                      land_mask=land_mask), coastline=coastline)
+            axes.append(ax)
+            mappable = m if m is not None else mappable
+        if mappable is not None:
+            sub.colorbar(mappable, ax=axes, shrink=0.85, pad=0.02,
+                         label=plain_label(label) or None)
+    if suptitle:
+        fig.suptitle(plain_label(suptitle), fontsize=11)
+    return fig
