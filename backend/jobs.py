@@ -305,8 +305,8 @@ def worker_loop(root: Path, slot: int, n_slots: int, idle_s: float | None = None
                                           str(root)])
             run = claim_next(store)
             if run is None:
-                if time.monotonic() - last > idle_s:
-                    break
+                if time.monotonic() - last > idle_s or not store.root.is_dir():
+                    break  # idle for long, or the run store was removed
                 time.sleep(POLL_S)
                 continue
             try:

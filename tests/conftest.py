@@ -10,6 +10,15 @@ import pytest
 from data.synthetic import add_noise, insert_nan, mock_field
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Slot workers started by a test (a page's Launch, a submit) leave after 4 idle seconds, even
+# where a test file overrides the ``workspace`` fixture below; all are stopped at the end.
+os.environ["OCEANLAB_WORKER_IDLE_S"] = "4"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_worker_outlives_the_session(tmp_path_factory):
+    yield
+    stop_workers(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(autouse=True)
