@@ -426,7 +426,8 @@ def case_time_not_monotonic(tmp, mp):
 def case_one_time_step(tmp, mp):
     def check(ds):
         s = summarize(ds)
-        assert s["time"] == {"n_time": 1, "start": "2001-01-01", "end": "2001-01-01", "step": None}
+        assert s["time"] == {"n_time": 1, "start": "2001-01-01", "end": "2001-01-01", "step": None,
+                             "step_text": None}
     return Case(_good(tmp, "one_step.nc", nt=1), check=check, task={"var": "sst"},
                 task_error=r"one_step\.nc: only 1 time step; the interpolation task needs at least 10")
 

@@ -182,3 +182,74 @@ def test_forecast_run_launched_from_the_experiment_page(server, workspace, tmp_p
     assert exceptions == 0 and "Traceback" not in body
     assert "skill vs persistence" in body and "ACC" in body
     assert f"{run.metrics()['acc']:.4g}" in body
+
+
+from tests.test_compare_page import made_runs  # noqa: F401 (the module's OI runs fixture)
+
+
+def test_compare_page_two_oi_runs_leaderboard_maps_and_report(server, workspace, made_runs,  # noqa: F811
+                                                               tmp_path):
+    """Compare (issue 10): two finished OI runs chosen in the multiselect; the leaderboard
+    lists both with a ★, a map is drawn, and the HTML report downloads, holds both run ids,
+    links nothing outside itself and opens in the browser."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect, sync_playwright
+
+    source, all_ids = made_runs
+    ids = all_ids[:2]
+    for rid in ids:
+        shutil.copytree(source / rid, workspace / "runs" / rid)
+    report = tmp_path / "report.html"
+    shot = tmp_path / "compare.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1400}, accept_downloads=True)
+        page.goto(f"{server}/Compare")
+        combo = page.get_by_role("combobox", name="Runs to compare")
+        combo.wait_for(timeout=120_000)
+        for rid in ids:
+            # a rerun after the previous choice can redraw the list: reopen it and retry
+            for attempt in range(4):
+                try:
+                    combo.click(timeout=30_000)
+                    page.get_by_role("option", name=rid, exact=True).click(timeout=15_000)
+                    break
+                except PlaywrightTimeout:
+                    if attempt == 3:
+                        raise
+                    page.keyboard.press("Escape")
+                    page.wait_for_timeout(1_000)
+            page.keyboard.press("Escape")
+            page.get_by_text("Leaderboard", exact=True).first.wait_for(timeout=120_000)
+        # the leaderboard: the data frame (a canvas grid; its hidden cells carry the text)
+        # holding a best score marked ★
+        board = page.locator('[data-testid="stDataFrame"]').filter(
+            has=page.get_by_text(re.compile(r"\d ★")))
+        expect(board).to_have_count(1, timeout=120_000)
+        for rid in ids:
+            expect(board.get_by_text(rid, exact=True).first).to_be_attached(timeout=60_000)
+        download = page.get_by_role("button", name="Download the report (HTML)")
+        download.wait_for(timeout=120_000)
+        page.wait_for_function(
+            "n => document.querySelectorAll('[data-testid=\"stImage\"] img, "
+            "[data-testid=\"stFullScreenFrame\"] img').length >= n", arg=1, timeout=120_000)
+        body = page.inner_text("body")
+        exceptions = page.locator(EXCEPTION).count()
+        page.screenshot(path=str(shot), full_page=True)
+        with page.expect_download(timeout=120_000) as got:
+            download.click()
+        got.value.save_as(str(report))
+
+        html = report.read_text(encoding="utf-8")
+        page.goto(report.resolve().as_uri())
+        page.wait_for_load_state("load", timeout=60_000)
+        report_text = page.inner_text("body")
+        browser.close()
+    if os.environ.get("OCEANLAB_ARTIFACTS"):
+        out = Path(os.environ["OCEANLAB_ARTIFACTS"])
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, out / "compare.png")
+    assert exceptions == 0 and "Traceback" not in body
+    assert all(rid in html for rid in ids)
+    assert "http://" not in html and "https://" not in html
+    assert all(rid in report_text for rid in ids)
