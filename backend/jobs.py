@@ -341,9 +341,13 @@ def _prepare_worker(slot: int, n_slots: int):
     from backend import runner  # torch, Lightning, the models
     from backend.cache import CACHE
 
-    torch.set_num_threads(_thread_budget(n_slots))
-    if torch.cuda.device_count() > 1 and n_slots == torch.cuda.device_count():
-        torch.cuda.set_device(slot)
+    if threading.current_thread() is threading.main_thread():
+        # A slot worker process. (Worker loops in threads of one process, as in the tests,
+        # leave the process's settings alone: changing torch's thread pool while another
+        # thread computes in it can crash the process.)
+        torch.set_num_threads(_thread_budget(n_slots))
+        if torch.cuda.device_count() > 1 and n_slots == torch.cuda.device_count():
+            torch.cuda.set_device(slot)
     return runner, CACHE
 
 

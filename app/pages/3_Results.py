@@ -154,6 +154,9 @@ def day_maps(pred: xr.Dataset, run: Run, units: str, *, inputs: str, title: str)
         return ("day maps", *ui.run_stamp(run, PREDICTION_FILE), inputs, title, j)
 
     ui.show_cached_figure(key(i), build)
+    # the colour limits are read here, in the page's thread (NetCDF reading is not
+    # thread-safe); the days drawn ahead then use the cached ones and arrays in memory
+    ui.field_limits(str(run.path), ui.file_mtime(run.path / PREDICTION_FILE))
     # the next days (and the one before) are drawn while the user looks at this one
     ui.prefetch_figures([(key(j), lambda j=j: build(j))
                          for j in (i + 1, i + 2, i - 1) if 0 <= j < len(times)])
