@@ -892,20 +892,12 @@ def prediction(run: Run) -> xr.Dataset:
     return _prediction_cached(str(run.path), file_mtime(run.path / PREDICTION_FILE))
 
 
-#: Variables of ``prediction.nc`` that are not the prediction itself (inputs, references).
-NOT_PREDICTION = ("truth", "obs", "mask", "initial", "climatology", "bicubic", "coarse")
-
-
 def reconstruction_name(pred: xr.Dataset) -> str:
-    """Name of the prediction variable of a prediction dataset
-    (attribute ``oceanlab_reconstruction_var``, else the first variable that is no input)."""
-    name = pred.attrs.get("oceanlab_reconstruction_var")
-    if name in pred.data_vars:
-        return str(name)
-    others = [str(v) for v in pred.data_vars if v not in NOT_PREDICTION]
-    if not others:
-        raise KeyError("prediction.nc holds no reconstruction variable")
-    return others[0]
+    """Name of the prediction variable (:func:`backend.compare.reconstruction_name`;
+    RunError, one line, when there is none)."""
+    from backend.compare import reconstruction_name as name_of
+
+    return name_of(pred)
 
 
 def ocean_mask(pred: xr.Dataset) -> xr.DataArray:

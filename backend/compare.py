@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 #: Leaderboard columns that describe a run (the score columns follow).
 ID_COLUMNS = ("id", "name", "task", "model", "dataset")
 #: Variables of prediction.nc that are inputs or references, never the reconstruction
-#: (the same list as app.ui.NOT_PREDICTION, kept here so the backend needs no streamlit).
+#: (the one list: the pages and the animation read it through reconstruction_name).
 NOT_PREDICTION = ("truth", "obs", "mask", "initial", "climatology", "bicubic", "coarse")
 #: Coverage of the bootstrap interval.
 LEVEL = 0.95
