@@ -19,7 +19,11 @@ The reconstruction is scored on the reference's grid and over the times both fil
 - the scores are the interpolation task's (:func:`metrics.mapping.score_mapping`, the
   diagnostics of :func:`metrics.diagnostics.mapping_diagnostics`) plus the QG physics
   residual (:func:`metrics.physics.score_physics`, null with a note when the reference has
-  no QG constants): the keys of a run's ``metrics.json``.
+  no QG constants): the keys of a run's ``metrics.json``;
+- the spatial means are weighted as ``area_weighting`` says (``auto``, the default:
+  cos(latitude) when the reference's grid spans more than 15° of latitude, else none; see
+  :mod:`metrics.weighting`), and the resolved value is recorded as ``metrics.json``'s
+  ``area_weighting`` and the attribute of ``diagnostics.nc``.
 
 :func:`import_evaluation` writes the result as a ``done`` run of model ``external`` whose
 ``prediction.nc`` looks like a run's (the reconstruction named like the truth variable,
@@ -51,11 +55,14 @@ class Evaluation:
 
     Attributes
     ----------
-    scores : ``metrics.json`` content: score keys (float or None) and ``notes``.
+    scores : ``metrics.json`` content: score keys (float or None), ``notes`` and
+        ``area_weighting`` (the resolved weighting, ``"none"`` or ``"cos(latitude)"``).
     diagnostics : what ``diagnostics.nc`` holds (RMSE over time, PSD score, physics maps).
     prediction : what ``prediction.nc`` holds (reconstruction, ``truth``, ``obs``, ``mask``).
     regridded : whether the prediction was interpolated onto the reference's grid.
     period : first and last scored time step (text).
+    area_weighting : the resolved weighting of the spatial means; ``area_weighting_option``
+        the option asked for (``auto``, ``none`` or ``cos(latitude)``).
     """
 
     ref: str
@@ -70,6 +77,8 @@ class Evaluation:
     n_times: int
     notes: dict = field(default_factory=dict)
     seconds: float = 0.0
+    area_weighting: str = "none"
+    area_weighting_option: str = "auto"
 
 
 def _time_text(t: pd.Timestamp) -> str:
@@ -149,9 +158,11 @@ def _on_reference_grid(da: xr.DataArray, ref: xr.DataArray, pred_label: str,
 
 
 def evaluate(ref_path: str | Path, pred_path: str | Path, var_ref: str | None = None,
-             var_pred: str | None = None) -> Evaluation:
+             var_pred: str | None = None, area_weighting: str = "auto") -> Evaluation:
     """Score the reconstruction in ``pred_path`` against the reference in ``ref_path`` (see
-    the module docstring). DataError (one line naming the file or files) for unusable input.
+    the module docstring), the spatial means weighted as ``area_weighting`` (``auto``,
+    ``none`` or ``cos(latitude)``) says. DataError (one line naming the file or files) for
+    unusable input, or an unknown ``area_weighting``.
     """
     from data.canonical import open_dataset
     from data.physics import resolve_physics
@@ -159,7 +170,11 @@ def evaluate(ref_path: str | Path, pred_path: str | Path, var_ref: str | None = 
     from metrics.diagnostics import mapping_diagnostics
     from metrics.mapping import score_mapping
     from metrics.physics import score_physics
+    from metrics.weighting import AREA_WEIGHTING_CHOICES
 
+    if area_weighting not in AREA_WEIGHTING_CHOICES:
+        raise DataError(f"area weighting {area_weighting!r}: expected one of "
+                        f"{', '.join(AREA_WEIGHTING_CHOICES)}")
     tic = time.perf_counter()
     ref_label, pred_label = str(ref_path), str(pred_path)
     ref_ds = open_dataset(ref_path)
@@ -196,8 +211,11 @@ def evaluate(ref_path: str | Path, pred_path: str | Path, var_ref: str | None = 
     # NaN off the reference's ocean, as a run's reconstruction
     rec = rec.where(mask)
 
-    scores = score_mapping(rec, truth, mask)
-    diagnostics = mapping_diagnostics(rec, truth, mask)
+    from metrics.weighting import resolve_area_weighting
+
+    weighting = resolve_area_weighting(area_weighting, truth["lat"])
+    scores = score_mapping(rec, truth, mask, area_weighting=weighting)
+    diagnostics = mapping_diagnostics(rec, truth, mask, area_weighting=weighting)
     physics, physics_note = resolve_physics(ref_ds.attrs)
     extra, maps = score_physics(rec, truth, physics, mask, note=physics_note)
     notes = dict(scores.pop("notes", None) or {})
@@ -216,6 +234,7 @@ def evaluate(ref_path: str | Path, pred_path: str | Path, var_ref: str | None = 
                                f"in the prediction; only those are scored")
     notes.update(own_notes)
     scores["notes"] = notes
+    scores["area_weighting"] = weighting
 
     prediction = _prediction_dataset(rec, truth, mask, ref_ds, var_ref, common, pred_label,
                                      var_pred)
@@ -223,7 +242,8 @@ def evaluate(ref_path: str | Path, pred_path: str | Path, var_ref: str | None = 
     return Evaluation(ref=ref_label, pred=pred_label, var_ref=var_ref, var_pred=var_pred,
                       scores=scores, diagnostics=diagnostics, prediction=prediction,
                       regridded=regridded, period=period, n_times=len(common), notes=notes,
-                      seconds=round(time.perf_counter() - tic, 3))
+                      seconds=round(time.perf_counter() - tic, 3), area_weighting=weighting,
+                      area_weighting_option=area_weighting)
 
 
 def _prediction_dataset(rec: xr.DataArray, truth: xr.DataArray, mask: xr.DataArray,
@@ -253,9 +273,10 @@ def import_evaluation(ev: Evaluation, store) -> object:
     """Save ``ev`` as a ``done`` run of model ``external`` in ``store`` (a
     :class:`backend.store.RunStore`); returns the :class:`backend.store.Run`.
 
-    run.json's config records the task (interpolation), the model ``external`` with the
-    prediction file, its variable and fingerprint, and the reference as the data; the run's
-    ``periods.test`` is the scored period.
+    run.json's config records the task (interpolation, with the ``area_weighting`` option
+    asked for), the model ``external`` with the prediction file, its variable and
+    fingerprint, and the reference as the data; the run's ``periods.test`` is the scored
+    period. ``metrics.json`` records the resolved ``area_weighting``.
     """
     from backend import record as records
     from backend.store import now_iso
@@ -264,7 +285,7 @@ def import_evaluation(ev: Evaluation, store) -> object:
     pred_fp = fingerprint(ev.pred)
     ref_fp = fingerprint(ev.ref)
     config = {
-        "task": {"name": "interpolation"},
+        "task": {"name": "interpolation", "area_weighting": ev.area_weighting_option},
         "model": {"name": EXTERNAL_MODEL, "path": str(Path(ev.pred).resolve()),
                   "var": ev.var_pred, "fingerprint": pred_fp},
         "data": {"path": str(Path(ev.ref).resolve()), "var": ev.var_ref},

@@ -5,8 +5,8 @@ Each function returns an ``xr.Dataset`` whose variables a page draws as they are
 - :func:`mapping_diagnostics`:
 
   - ``rmse_t(time)``, the spatial RMSE each step (plain mean over the valid points, or
-    cos(latitude)-weighted when asked; the dataset attribute ``area_weighting`` records
-    which: ``"none"`` or ``"cos(latitude)"``);
+    cos(latitude)-weighted when asked, see :mod:`metrics.weighting`; the dataset attribute
+    ``area_weighting`` records which: ``"none"`` or ``"cos(latitude)"``);
   - ``rmse_map(lat, lon)``, the RMSE over the test period at each grid point,
     sqrt(mean over time of (rec − ref)²) over the valid times; NaN on land and wherever no
     time is valid;
@@ -22,6 +22,9 @@ Each function returns an ``xr.Dataset`` whose variables a page draws as they are
     set to 0 in both fields before the FFT, and the average runs over the (time, lat) rows
     that hold at least one valid point, so all-land rows do not lower the level.
 
+  ``rmse_map`` (per point) and the spectra (per latitude row, rows averaged unweighted) do
+  not depend on the area weighting.
+
 - :func:`metrics.physics.score_physics` (added to every run's diagnostics by
   ``backend.runner``): ``physics_residual_map(lat, lon)`` and
   ``physics_residual_map_truth(lat, lon)``, the QG PV residual's RMS over time at each point
@@ -36,11 +39,12 @@ import numpy as np
 import xarray as xr
 import xrft
 
+from metrics.weighting import (  # noqa: F401  (the attribute's values, re-exported)
+    AREA_WEIGHTING_COSLAT,
+    AREA_WEIGHTING_NONE,
+    resolve_area_weighting,
+)
 from oceanlab_errors import DataError
-
-#: Values of the dataset attribute ``area_weighting`` (as :mod:`metrics.forecast` writes it).
-AREA_WEIGHTING_NONE = "none"
-AREA_WEIGHTING_COSLAT = "cos(latitude)"
 
 PSD_SCORE_DESCRIPTION = (
     "2-D PSD score over (wavelength, period): wavelength = 1/freq_lon in degrees of "
@@ -51,31 +55,30 @@ PSD_SCORE_DESCRIPTION = (
 
 def mapping_diagnostics(rec: xr.DataArray, ref: xr.DataArray,
                         mask: xr.DataArray | None = None, *,
-                        area_weighting: bool = False) -> xr.Dataset:
+                        area_weighting: str | bool = False) -> xr.Dataset:
     """RMSE over time and space, the PSD score and the zonal spectra of a reconstruction.
 
     Parameters
     ----------
     rec, ref, mask : as for :func:`metrics.mapping.score_mapping`.
-    area_weighting : weight ``rmse_t``'s spatial mean by cos(latitude) (for grids spanning
-        many degrees of latitude); off by default. Recorded as the dataset attribute
+    area_weighting : ``"none"`` (or False, the default), ``"cos(latitude)"`` (or True) or
+        ``"auto"`` (:func:`metrics.weighting.resolve_area_weighting`): weight ``rmse_t``'s
+        spatial mean by cos(latitude). Recorded, resolved, as the dataset attribute
         ``area_weighting`` (``"none"`` or ``"cos(latitude)"``).
 
     Returns
     -------
     xr.Dataset : the variables of the module docstring, computed (not lazy).
     """
-    from metrics.mapping import prepare_fields, psd_score, rmse_over_time
+    from metrics.mapping import _rmse_over_time, prepare_fields, psd_score
 
     units = ref.attrs.get("units", "")
-    fields = prepare_fields(rec, ref, mask)
-    if area_weighting:
-        rmse_t = _rmse_over_time_weighted(fields)
-    else:
-        rmse_t = rmse_over_time(rec, ref, mask)
+    weighting = resolve_area_weighting(area_weighting, ref["lat"])
+    fields = prepare_fields(rec, ref, mask, area_weighting=weighting)
+    rmse_t = _rmse_over_time(fields, normalised=False)
     out = xr.Dataset({"rmse_t": rmse_t.rename("rmse_t").assign_attrs(
         long_name="spatial RMSE at each time", units=units)})
-    out.attrs["area_weighting"] = AREA_WEIGHTING_COSLAT if area_weighting else AREA_WEIGHTING_NONE
+    out.attrs["area_weighting"] = weighting
     out["rmse_map"] = _rmse_map(fields).assign_attrs(
         long_name="RMSE over time at each point", units=units)
     try:
@@ -102,21 +105,6 @@ def mapping_diagnostics(rec: xr.DataArray, ref: xr.DataArray,
         for name, da in spectra.data_vars.items():
             out[name] = da
     return out
-
-
-def _weighted_sq_mean(sq: xr.DataArray, dims) -> xr.DataArray:
-    """cos(latitude)-weighted mean of ``sq`` (NaN = invalid) over ``dims``."""
-    w = np.cos(np.deg2rad(sq["lat"].astype("float64")))
-    valid = sq.notnull()
-    return (sq.fillna(0.0) * w).sum(dims) / (w * valid).sum(dims)
-
-
-def _rmse_over_time_weighted(fields) -> xr.DataArray:
-    """RMSE(t) = sqrt(Σ w (rec − ref)² / Σ w) over the valid points, w = cos(latitude)."""
-    sq = ((fields.rec - fields.ref) ** 2).compute()
-    err_t = np.sqrt(_weighted_sq_mean(sq, ("lat", "lon")))
-    return err_t.rename("rmse").assign_attrs(
-        units=fields.units, long_name="cos(latitude)-weighted RMSE over ocean points at each time")
 
 
 def _rmse_map(fields) -> xr.DataArray:

@@ -18,8 +18,10 @@ climatology, sums over starts and valid ocean points of one lead):
   (WeatherBench 2's ``ACC``);
 - ``rmse``, ``skill_persistence``, ``skill_climatology``, ``acc``: the means over leads.
 
-Area weights: cos(latitude) normalised to mean 1 when the grid spans more than
-:data:`AREA_WEIGHT_SPAN_DEG` degrees of latitude (or as asked), else uniform.
+Area weights (``area_weighting``, :mod:`metrics.weighting`): cos(latitude) normalised to
+mean 1 with ``"cos(latitude)"``, uniform with ``"none"``; ``"auto"`` (the default) weights
+when the grid spans more than :data:`AREA_WEIGHT_SPAN_DEG` (15) degrees of latitude. The
+same weights enter every sum above (RMSE, both skills, ACC, ``rmse_t``).
 
 The climatology (:func:`day_of_year_climatology`) is a Gaussian-kernel average over the day
 of the year of the training split, so it works for daily, monthly or yearly steps alike.
@@ -31,10 +33,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from metrics.weighting import (  # noqa: F401  (AREA_WEIGHT_SPAN_DEG re-exported)
+    AREA_WEIGHT_SPAN_DEG,
+    AREA_WEIGHTING_COSLAT,
+    resolve_area_weighting,
+)
 from oceanlab_errors import DataError
 
-#: Latitude span (degrees) above which scores are weighted by cos(latitude) by default.
-AREA_WEIGHT_SPAN_DEG = 15.0
 DAYS_PER_YEAR = 365.2425
 
 
@@ -69,12 +74,11 @@ def day_of_year_climatology(train: xr.DataArray, times: pd.DatetimeIndex,
                         name="climatology", attrs=dict(train.attrs))
 
 
-def area_weights(lat: xr.DataArray, weighted: bool | None = None) -> xr.DataArray:
-    """cos(lat) normalised to mean 1 (or ones); ``weighted=None`` decides by the span."""
-    span = float(lat.max() - lat.min()) if lat.size else 0.0
-    if weighted is None:
-        weighted = span > AREA_WEIGHT_SPAN_DEG
-    if not weighted:
+def area_weights(lat: xr.DataArray, weighted: bool | str | None = None) -> xr.DataArray:
+    """cos(lat) normalised to mean 1 (or ones); ``weighted`` is a bool or an
+    ``area_weighting`` value; None (or ``"auto"``) decides by the span
+    (:func:`metrics.weighting.resolve_area_weighting`)."""
+    if resolve_area_weighting(weighted, lat) != AREA_WEIGHTING_COSLAT:
         return xr.ones_like(lat, dtype=np.float64)
     w = np.cos(np.deg2rad(lat.astype(np.float64)))
     return w / w.mean()
@@ -93,6 +97,7 @@ def score_forecast(
     climatology: xr.DataArray,
     mask: xr.DataArray | None = None,
     weighted: bool | None = None,
+    area_weighting: str | None = None,
 ) -> tuple[dict, xr.Dataset]:
     """Forecast scores (see the module docstring) and their per-lead diagnostics.
 
@@ -100,7 +105,11 @@ def score_forecast(
     ----------
     forecast, truth, persistence, climatology : ``(time, lead_time, lat, lon)``.
     mask : ``(lat, lon)`` bool, True = ocean; None: where all inputs are finite.
-    weighted : cos(latitude) weights; None = when the grid spans more than 15°.
+    area_weighting : ``"auto"`` (None: the default), ``"none"`` or ``"cos(latitude)"``
+        (:mod:`metrics.weighting`); ``auto`` weights when the grid spans more than 15° of
+        latitude.
+    weighted : the same as a bool (True = cos(latitude), False = none); used when
+        ``area_weighting`` is None.
 
     Returns
     -------
@@ -110,7 +119,8 @@ def score_forecast(
         None).
     diagnostics : Dataset over ``lead_time``: ``rmse_forecast``, ``rmse_persistence``,
         ``rmse_climatology``, ``skill_persistence``, ``skill_climatology``, ``acc``, and
-        ``rmse_t(time, lead_time)``; attribute ``area_weighting``.
+        ``rmse_t(time, lead_time)``; attribute ``area_weighting`` (the resolved value,
+        ``"none"`` or ``"cos(latitude)"``).
     """
     dims4 = ("time", "lead_time", "lat", "lon")
     for name, da in (("forecast", forecast), ("truth", truth), ("persistence", persistence),
@@ -122,7 +132,9 @@ def score_forecast(
     valid = f.notnull() & o.notnull() & p.notnull() & c.notnull()
     if mask is not None:
         valid = valid & mask.astype(bool)
-    w = area_weights(o["lat"], weighted)
+    weighting = resolve_area_weighting(
+        area_weighting if area_weighting is not None else weighted, o["lat"])
+    w = area_weights(o["lat"], weighting)
     space = ("lat", "lon")
     all_pts = ("time", "lat", "lon")
 
@@ -170,5 +182,5 @@ def score_forecast(
     })
     for v in diagnostics.data_vars:
         diagnostics[v] = diagnostics[v].astype(np.float32)
-    diagnostics.attrs["area_weighting"] = "cos(latitude)" if float(w.std()) > 0 else "none"
+    diagnostics.attrs["area_weighting"] = weighting
     return out, diagnostics

@@ -8,7 +8,12 @@ Which points count
     A point (t, lat, lon) is *valid* when the mask says ocean and both ``rec`` and ``ref``
     are finite there. Every score uses the valid points only, for numerator and
     denominator alike; whatever ``rec`` holds on land never matters. Means are plain
-    (unweighted) means over the valid points, as in the challenge's code.
+    (unweighted) means over the valid points, as in the challenge's code, unless
+    ``area_weighting="cos(latitude)"`` (:mod:`metrics.weighting`): then every spatial mean
+    of ``rmse``, ``mu``, ``mu_anomaly``, ``sigma`` (RMSE(t) and RMS(ref(t))) and of the
+    currents' RMSEs is the cos(latitude)-weighted mean Σ w x / Σ w over the valid points,
+    w = cos(lat). The PSD score and λx/λt are spectral (spectra along each latitude row,
+    rows averaged unweighted) and do not depend on the option.
 
 Scores (keys of :func:`score_mapping`)
     ``rmse``            sqrt(mean (rec − ref)²), in the data's units.
@@ -45,7 +50,6 @@ PSD score
 from __future__ import annotations
 
 import warnings
-
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -54,12 +58,13 @@ import numpy as np
 import xarray as xr
 import xrft
 
-from oceanlab_errors import DataError
 from metrics.currents import (
     MIN_ABS_LAT,
     geostrophic_velocity,
     relative_vorticity,
 )
+from metrics.weighting import AREA_WEIGHTING_NONE, weighted_mean, weights_for
+from oceanlab_errors import DataError
 
 DIMS: tuple[str, str, str] = ("time", "lat", "lon")
 KM_PER_DEGREE: float = 111.32
@@ -107,12 +112,15 @@ class MappingFields:
         the same coordinates (those of ``ref``).
     valid : bool ``(time, lat, lon)``: mask says ocean and both inputs are finite.
     units : units of ``ref`` (its ``units`` attribute, ``""`` if absent).
+    weights : cos(latitude) on ``lat`` when spatial means are area-weighted, else None
+        (plain means).
     """
 
     rec: xr.DataArray
     ref: xr.DataArray
     valid: xr.DataArray
     units: str
+    weights: xr.DataArray | None = None
 
 
 def _as_dataarray(x: object, name: str) -> xr.DataArray:
@@ -150,7 +158,8 @@ def _as_mask(mask: object, ref: xr.DataArray) -> xr.DataArray:
 
 
 def prepare_fields(
-    rec: xr.DataArray, ref: xr.DataArray, mask: xr.DataArray | np.ndarray | None = None
+    rec: xr.DataArray, ref: xr.DataArray, mask: xr.DataArray | np.ndarray | None = None,
+    *, area_weighting: str | bool = AREA_WEIGHTING_NONE,
 ) -> MappingFields:
     """Check ``rec``/``ref``/``mask`` and blank out every point that is not valid.
 
@@ -158,6 +167,9 @@ def prepare_fields(
     ----------
     rec, ref : ``(time, lat, lon)`` DataArrays on the same grid (any dimension order).
     mask : ``(lat, lon)`` bool, True = ocean; None means every point may count.
+    area_weighting : ``"none"`` (default), ``"cos(latitude)"`` or ``"auto"``
+        (:func:`metrics.weighting.resolve_area_weighting` on ``ref``'s latitudes); sets
+        ``weights``.
 
     Returns
     -------
@@ -195,6 +207,7 @@ def prepare_fields(
         ref=ref64.where(valid).assign_attrs(ref.attrs),
         valid=valid,
         units=units,
+        weights=weights_for(area_weighting, ref["lat"]),
     )
 
 
@@ -205,10 +218,12 @@ def _no_valid_reason() -> str:
     return "no valid point: no ocean point where both rec and ref are finite"
 
 
-def _rmse_of(a: xr.DataArray, b: xr.DataArray) -> tuple[float, int]:
-    """RMSE over the points where both are finite, and how many there were."""
+def _rmse_of(a: xr.DataArray, b: xr.DataArray,
+             weights: xr.DataArray | None = None) -> tuple[float, int]:
+    """RMSE over the points where both are finite (cos(latitude)-weighted mean of the
+    squares when ``weights`` are given), and how many there were."""
     sq = (a - b) ** 2
-    stats = xr.Dataset({"mse": sq.mean(), "n": sq.count()}).compute()
+    stats = xr.Dataset({"mse": weighted_mean(sq, weights), "n": sq.count()}).compute()
     count = int(stats["n"])
     return (float(np.sqrt(float(stats["mse"]))) if count else float("nan")), count
 
@@ -219,6 +234,7 @@ def rmse_over_time(
     mask: xr.DataArray | np.ndarray | None = None,
     *,
     normalised: bool = False,
+    area_weighting: str | bool = AREA_WEIGHTING_NONE,
 ) -> xr.DataArray:
     """RMSE(t) over the valid (lat, lon) points at each time.
 
@@ -228,23 +244,26 @@ def rmse_over_time(
     normalised : if False, RMSE(t) = sqrt(mean_{lat,lon} (rec − ref)²) in the data's units;
         if True, the score RMSE_S(t) = 1 − RMSE(t) / RMS(ref(t)) (dimensionless) whose
         standard deviation over time is σ(RMSE).
+    area_weighting : as for :func:`score_mapping` (the spatial means weighted by cos(lat)).
 
     Returns
     -------
     DataArray ``(time)``, computed (not lazy); NaN at times with no valid point (and, when
     normalised, where RMS(ref(t)) = 0).
     """
-    fields = prepare_fields(rec, ref, mask)
+    fields = prepare_fields(rec, ref, mask, area_weighting=area_weighting)
     return _rmse_over_time(fields, normalised)
 
 
 def _rmse_over_time(fields: MappingFields, normalised: bool) -> xr.DataArray:
-    err_t = np.sqrt(((fields.rec - fields.ref) ** 2).mean(("lat", "lon")))
+    space = ("lat", "lon")
+    err_t = np.sqrt(weighted_mean((fields.rec - fields.ref) ** 2, fields.weights, space))
     if not normalised:
+        what = "RMSE" if fields.weights is None else "cos(latitude)-weighted RMSE"
         return err_t.compute().rename("rmse").assign_attrs(
-            units=fields.units, long_name="RMSE over ocean points at each time"
+            units=fields.units, long_name=f"{what} over ocean points at each time"
         )
-    rms_ref_t = np.sqrt((fields.ref**2).mean(("lat", "lon")))
+    rms_ref_t = np.sqrt(weighted_mean(fields.ref**2, fields.weights, space))
     score_t = (1.0 - err_t / rms_ref_t.where(rms_ref_t > 0)).compute()
     return score_t.rename("rmse_score").assign_attrs(
         units="1", long_name="1 - RMSE(t) / RMS(ref(t))"
@@ -296,7 +315,7 @@ class RMSE(_Metric):
 
     def compute_fields(self, fields: MappingFields) -> dict[str, Score]:
         """``{"rmse": Score}``."""
-        value, count = _rmse_of(fields.rec, fields.ref)
+        value, count = _rmse_of(fields.rec, fields.ref, fields.weights)
         if count == 0:
             return {"rmse": Score.unavailable(_no_valid_reason(), fields.units)}
         return {"rmse": Score(value, fields.units)}
@@ -324,9 +343,10 @@ class MuRMSE(_Metric):
         """``{"mu": Score, "mu_anomaly": Score}``."""
         sq_err = (fields.rec - fields.ref) ** 2
         anomaly = fields.ref - fields.ref.mean("time")
+        w = fields.weights
         stats = xr.Dataset(
-            {"mse": sq_err.mean(), "ms_ref": (fields.ref**2).mean(),
-             "ms_anom": (anomaly**2).mean(), "n": sq_err.count()}
+            {"mse": weighted_mean(sq_err, w), "ms_ref": weighted_mean(fields.ref**2, w),
+             "ms_anom": weighted_mean(anomaly**2, w), "n": sq_err.count()}
         ).compute()
         if int(stats["n"]) == 0:
             return {k: Score.unavailable(_no_valid_reason(), "1") for k in self.keys}
@@ -633,7 +653,7 @@ class GeostrophicVelocityRMSE(_Metric):
         u_ref, v_ref = geostrophic_velocity(fields.ref, self.min_abs_lat)
         out = {}
         for key, a, b in (("rmse_u", u_rec, u_ref), ("rmse_v", v_rec, v_ref)):
-            value, count = _rmse_of(a, b)
+            value, count = _rmse_of(a, b, fields.weights)
             out[key] = (
                 Score(value, "m s-1") if count
                 else Score.unavailable(_undefined_reason(key[-1]), "m s-1")
@@ -665,7 +685,7 @@ class VorticityRMSE(_Metric):
             return {"rmse_vorticity": Score.unavailable(reason, "1")}
         zeta_rec = relative_vorticity(fields.rec, min_abs_lat=self.min_abs_lat)
         zeta_ref = relative_vorticity(fields.ref, min_abs_lat=self.min_abs_lat)
-        value, count = _rmse_of(zeta_rec, zeta_ref)
+        value, count = _rmse_of(zeta_rec, zeta_ref, fields.weights)
         if count == 0:
             return {"rmse_vorticity": Score.unavailable(_undefined_reason("vorticity"), "1")}
         return {"rmse_vorticity": Score(value, "1")}
@@ -687,6 +707,8 @@ def score_mapping(
     rec: xr.DataArray,
     ref: xr.DataArray,
     mask: xr.DataArray | np.ndarray | None = None,
+    *,
+    area_weighting: str | bool = AREA_WEIGHTING_NONE,
 ) -> dict[str, float | None | dict[str, str]]:
     """Every mapping score of the data challenge, as a JSON-serialisable dict.
 
@@ -696,6 +718,9 @@ def score_mapping(
     ref : truth on the same grid, NaN on land; its ``units`` are the data's units.
     mask : ``(lat, lon)`` bool, True = ocean (DataArray or array); None: all points where
         both fields are finite.
+    area_weighting : ``"none"`` (default: plain means, the challenge's), ``"cos(latitude)"``
+        or ``"auto"`` (:mod:`metrics.weighting`); see the module docstring for which scores
+        it changes. The caller records the resolved value (not a key of the result).
 
     Returns
     -------
@@ -714,11 +739,12 @@ def score_mapping(
     Dask-backed inputs are persisted once after masking (held in memory, or on the
     cluster's workers), since the scores read them several times.
     """
-    fields = prepare_fields(rec, ref, mask)
+    fields = prepare_fields(rec, ref, mask, area_weighting=area_weighting)
     if fields.ref.chunks is not None:
         # The nine scores read the fields several times: evaluate the masking once.
         rec_p, ref_p, valid_p = (x.persist() for x in (fields.rec, fields.ref, fields.valid))
-        fields = MappingFields(rec=rec_p, ref=ref_p, valid=valid_p, units=fields.units)
+        fields = MappingFields(rec=rec_p, ref=ref_p, valid=valid_p, units=fields.units,
+                               weights=fields.weights)
     scores: dict[str, Score] = {}
     for metric in MAPPING_METRICS.values():
         scores.update(metric.compute_fields(fields))

@@ -92,10 +92,18 @@ def info(key: str) -> ScoreInfo:
     return SCORES.get(key) or ScoreInfo(key, key, "", None)
 
 
+#: Keys of ``metrics.json`` that are not scores: ``notes`` ({key: why it is None}) and
+#: ``area_weighting`` (the weighting of the spatial means, ``"none"`` or
+#: ``"cos(latitude)"``, see :mod:`metrics.weighting`).
+NOT_SCORES: frozenset[str] = frozenset({"notes", "area_weighting"})
+
+
 def ordered_keys(metrics: dict, scalar_only: bool = True) -> list[str]:
-    """Keys of ``metrics`` in :data:`SCORES` order, unknown keys after; without ``notes``."""
+    """Keys of ``metrics`` in :data:`SCORES` order, unknown keys after; without the keys of
+    :data:`NOT_SCORES` (``notes``, ``area_weighting``)."""
     def keep(k):
         v = metrics[k]
-        return k != "notes" and not isinstance(v, dict) and (not scalar_only or not isinstance(v, list))
+        return (k not in NOT_SCORES and not isinstance(v, dict)
+                and (not scalar_only or not isinstance(v, list)))
     known = [k for k in SCORES if k in metrics and keep(k)]
     return known + [k for k in metrics if k not in SCORES and keep(k)]

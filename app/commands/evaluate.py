@@ -1,14 +1,18 @@
 """``python -m app evaluate``: score an external reconstruction against a reference.
 
 ``python -m app evaluate --ref REF.nc --pred PRED.nc [--var-ref NAME] [--var-pred NAME]
-[--json] [--import] [--runs-dir DIR]`` scores the prediction on the reference's grid and
+[--area-weighting {auto,none,cos(latitude)}] [--json] [--import] [--runs-dir DIR]`` scores the prediction on the reference's grid and
 over the time steps both hold (regridding the prediction linearly when the grids differ, and
 saying so), with the keys of a run's ``metrics.json``; ``--import`` saves it as a ``done``
 run of model ``external`` so that it joins the comparisons (see :mod:`backend.evaluate`).
+``--area-weighting`` (default ``auto``: cos(latitude) when the reference spans more than 15°
+of latitude, else none) weights the spatial means; the value used is printed and recorded
+(``metrics.json``'s ``area_weighting``).
 
 ``--json`` prints one object: ``scores`` (the score keys), ``notes``, ``regridded``,
 ``period`` ``[first, last]``, ``n_times``, the files and variables, ``run_id`` (null without
-``--import``), and every score key again at the top level for scripts.
+``--import``), ``area_weighting`` (the value used: ``none`` or ``cos(latitude)``), and every
+score key again at the top level for scripts.
 """
 
 from __future__ import annotations
@@ -31,11 +35,13 @@ def _cmd_evaluate(args, cli) -> int:
     if args.do_import:  # refuse an unusable run store before scoring
         root = cli._writable_dir(paths.runs_dir(args.runs_dir),
                                  "--runs-dir" if args.runs_dir else "runs folder")
-    ev = evaluate(args.ref, args.pred, var_ref=args.var_ref, var_pred=args.var_pred)
+    ev = evaluate(args.ref, args.pred, var_ref=args.var_ref, var_pred=args.var_pred,
+                  area_weighting=args.area_weighting)
     run = import_evaluation(ev, RunStore(root)) if root is not None else None
-    scores = {k: v for k, v in ev.scores.items() if k != "notes"}
+    scores = {k: v for k, v in ev.scores.items() if k not in ("notes", "area_weighting")}
     if args.json:
-        out = {**scores, "scores": scores, "notes": ev.notes, "regridded": ev.regridded,
+        out = {**scores, "scores": scores, "notes": ev.notes,
+               "area_weighting": ev.area_weighting, "regridded": ev.regridded,
                "period": list(ev.period), "n_times": ev.n_times, "ref": ev.ref,
                "pred": ev.pred, "var_ref": ev.var_ref, "var_pred": ev.var_pred,
                "run_id": run.id if run is not None else None}
@@ -48,6 +54,8 @@ def _cmd_evaluate(args, cli) -> int:
         print(f"regridded: {ev.notes.get('regridded', 'yes')}")
     if "period" in ev.notes:
         print(f"period: {ev.notes['period']}")
+    print(f"area weighting: {ev.area_weighting}"
+          + (" (auto)" if ev.area_weighting_option == "auto" else ""))
     for k, v in scores.items():
         print(f"  {k:>22}: {'null (' + str(ev.notes.get(k, 'not computable')) + ')' if v is None else f'{v:.4g}'}")
     if run is not None:
@@ -71,6 +79,11 @@ def add(sub, cli) -> None:
                    help="variable of the reconstruction (default: its "
                         "oceanlab_reconstruction_var or oceanlab_truth_var attribute, else "
                         "its only variable)")
+    e.add_argument("--area-weighting", choices=("auto", "none", "cos(latitude)"),
+                   default="auto",
+                   help="weight the spatial means of the scores by cos(latitude): auto "
+                        "(default) does when the reference spans more than 15 degrees of "
+                        "latitude; the value used is recorded")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--import", dest="do_import", action="store_true",
                    help="save the result as a run (model 'external') in the run store")

@@ -19,7 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,8 @@ def _check_text(value: str | None) -> str | None:
 
 
 class TaskParams(BaseModel):
-    """Parameters every task has: the time split. Subclasses narrow ``name`` to a Literal."""
+    """Parameters every task has: the time split and the area weighting of the scores.
+    Subclasses narrow ``name`` to a Literal."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
@@ -54,6 +55,12 @@ class TaskParams(BaseModel):
         7, ge=0, le=36_500,
         description="time steps left out between automatic splits so they are not correlated")
     min_days: int = Field(10, ge=3, le=10_000_000, description="fewest time steps the task accepts")
+    area_weighting: Literal["auto", "none", "cos(latitude)"] = Field(
+        "auto", description="spatial means of the scores (RMSE, µ, σ, RMSE over time, forecast "
+                            "RMSE/skill/ACC) weighted by cell area, cos(latitude): auto = "
+                            "cos(latitude) when the grid spans more than 15° of latitude, "
+                            "else none (plain means, as the data challenge); the run records "
+                            "the value used")
 
     _texts = field_validator("test_period", "val_period", "train_period")(_check_text)
 
@@ -214,8 +221,20 @@ class Task(ABC):
 
     @abstractmethod
     def score(self, pred: xr.Dataset) -> tuple[dict, xr.Dataset]:
-        """Scores (``metrics.json``: keys of :data:`metrics.scores.SCORES`, plus ``notes``)
-        and diagnostics (``diagnostics.nc``) of a prediction dataset."""
+        """Scores (``metrics.json``: keys of :data:`metrics.scores.SCORES`, plus ``notes`` and
+        ``area_weighting``, the resolved :meth:`area_weighting`) and diagnostics
+        (``diagnostics.nc``, attribute ``area_weighting``) of a prediction dataset."""
+
+    def area_weighting(self, lat: xr.DataArray | None = None) -> str:
+        """The area weighting of this task's scores, resolved on ``lat`` (default: the
+        truth's latitudes): ``"none"`` or ``"cos(latitude)"`` (see
+        :mod:`metrics.weighting`; ``task.area_weighting`` ``auto`` weights when the grid
+        spans more than 15° of latitude). What ``metrics.json`` records as ``area_weighting``.
+        """
+        from metrics.weighting import resolve_area_weighting
+
+        option = getattr(getattr(self, "params", None), "area_weighting", "auto")
+        return resolve_area_weighting(option, self.truth["lat"] if lat is None else lat)
 
     def physics_scores(self, pred: xr.Dataset) -> tuple[dict, xr.Dataset]:
         """The QG potential-vorticity residual of the prediction and of the truth over the
@@ -385,6 +404,18 @@ def base_prediction_dataset(task: Task, rec: xr.DataArray, times: pd.DatetimeInd
     return ds
 
 
-__all__ = ["NetworkIO", "SPLITS", "Task", "TaskContext", "TaskParams", "auto_periods",
-           "base_prediction_dataset", "check_field_var", "field_names", "parse_period",
-           "refuse_fill_values", "split_periods", "truth_field"]
+__all__ = [
+    "SPLITS",
+    "NetworkIO",
+    "Task",
+    "TaskContext",
+    "TaskParams",
+    "auto_periods",
+    "base_prediction_dataset",
+    "check_field_var",
+    "field_names",
+    "parse_period",
+    "refuse_fill_values",
+    "split_periods",
+    "truth_field",
+]

@@ -299,14 +299,18 @@ class DownscalingTask(Task):
         return ds
 
     def score(self, pred: xr.Dataset) -> tuple[dict, xr.Dataset]:
-        """Mapping scores on the fine grid, the RMSE of bicubic and the gain over it."""
+        """Mapping scores on the fine grid, the RMSE of bicubic and the gain over it, with
+        the spatial means weighted as ``task.area_weighting`` says (recorded in
+        ``metrics.json`` as ``area_weighting``)."""
         from metrics.diagnostics import mapping_diagnostics
-        from metrics.mapping import RMSE, rmse_over_time, score_mapping
+        from metrics.mapping import RMSE, prepare_fields, rmse_over_time, score_mapping
 
         name = pred.attrs.get("oceanlab_reconstruction_var", str(self.truth.name))
         mask = pred["mask"].astype(bool)
-        scores = score_mapping(pred[name], pred["truth"], mask)
-        reference = RMSE().compute(pred["bicubic"], pred["truth"], mask)["rmse"]
+        weighting = self.area_weighting(pred["truth"]["lat"])
+        scores = score_mapping(pred[name], pred["truth"], mask, area_weighting=weighting)
+        reference = RMSE().compute_fields(prepare_fields(
+            pred["bicubic"], pred["truth"], mask, area_weighting=weighting))["rmse"]
         rmse, rmse_b = scores.get("rmse"), reference.value
         scores["rmse_bicubic"] = rmse_b
         if rmse_b is None:
@@ -318,6 +322,9 @@ class DownscalingTask(Task):
             scores["notes"]["rmse_gain_bicubic"] = (
                 "the RMSE of bicubic interpolation is 0 or missing" if not rmse_b
                 else "the prediction's RMSE is missing")
-        diagnostics = mapping_diagnostics(pred[name], pred["truth"], mask)
-        diagnostics["rmse_t_bicubic"] = rmse_over_time(pred["bicubic"], pred["truth"], mask)
+        scores["area_weighting"] = weighting
+        diagnostics = mapping_diagnostics(pred[name], pred["truth"], mask,
+                                          area_weighting=weighting)
+        diagnostics["rmse_t_bicubic"] = rmse_over_time(pred["bicubic"], pred["truth"], mask,
+                                                       area_weighting=weighting)
         return scores, diagnostics

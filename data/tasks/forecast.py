@@ -241,10 +241,16 @@ class ForecastTask(Task):
         return ds
 
     def score(self, pred: xr.Dataset) -> tuple[dict, xr.Dataset]:
-        """Per-lead RMSE, skills against persistence and climatology, and ACC."""
+        """Per-lead RMSE, skills against persistence and climatology, and ACC, weighted as
+        ``task.area_weighting`` says (recorded in ``metrics.json`` as ``area_weighting``)."""
         from metrics.forecast import score_forecast
 
         name = pred.attrs.get("oceanlab_reconstruction_var", str(self.truth.name))
         persistence = pred["initial"].expand_dims(lead_time=pred["lead_time"].values, axis=1)
-        return score_forecast(pred[name], pred["truth"], persistence=persistence,
-                              climatology=pred["climatology"], mask=pred["mask"].astype(bool))
+        weighting = self.area_weighting(pred["truth"]["lat"])
+        scores, diagnostics = score_forecast(
+            pred[name], pred["truth"], persistence=persistence,
+            climatology=pred["climatology"], mask=pred["mask"].astype(bool),
+            area_weighting=weighting)
+        scores["area_weighting"] = weighting
+        return scores, diagnostics

@@ -27,7 +27,6 @@ import pandas as pd
 import xarray as xr
 from pydantic import Field
 
-from oceanlab_errors import DataError
 from data.tasks.base import (
     NetworkIO,
     Task,
@@ -42,6 +41,7 @@ from data.tasks.base import (
     truth_field,
 )
 from data.tasks.registry import register_task
+from oceanlab_errors import DataError
 
 #: Input window (time steps, centred) of networks that do not choose one.
 DEFAULT_WINDOW = 29
@@ -102,7 +102,7 @@ class InterpolationTask(Task):
         window = window or DEFAULT_WINDOW
         half = window // 2
         sources, masks, scales = [self.obs], [True], [None]
-        static, base = [], None
+        static = []
         if getattr(self.params, "background", "none") == "train_mean":
             mean = self.train_mean()
             spread = float((self.truth.isel(time=self.index("train")) - mean).std())
@@ -137,14 +137,19 @@ class InterpolationTask(Task):
         return base_prediction_dataset(self, rec, times, obs=self.obs.sel(time=times))
 
     def score(self, pred: xr.Dataset) -> tuple[dict, xr.Dataset]:
-        """The mapping scores (:func:`metrics.score_mapping`) and their diagnostics."""
+        """The mapping scores (:func:`metrics.score_mapping`) and their diagnostics, with
+        the spatial means weighted as ``task.area_weighting`` says (the resolved value is
+        ``metrics.json``'s ``area_weighting``)."""
         from metrics.diagnostics import mapping_diagnostics
         from metrics.mapping import score_mapping
 
         name = pred.attrs.get("oceanlab_reconstruction_var", str(self.truth.name))
         mask = pred["mask"].astype(bool)
-        return (score_mapping(pred[name], pred["truth"], mask),
-                mapping_diagnostics(pred[name], pred["truth"], mask))
+        weighting = self.area_weighting(pred["truth"]["lat"])
+        scores = score_mapping(pred[name], pred["truth"], mask, area_weighting=weighting)
+        scores["area_weighting"] = weighting
+        return (scores, mapping_diagnostics(pred[name], pred["truth"], mask,
+                                            area_weighting=weighting))
 
 
 def build_interpolation_task(
