@@ -38,7 +38,7 @@ COMMANDS = ("generate", "inspect", "train", "submit", "tune", "config", "runs", 
             "compare", "report", "evaluate", "export", "import", "animate", "dashboard")
 #: Modules of ``app/commands/`` whose ``add(subparsers, cli)`` adds commands (issue 10: runs
 #: compared, evaluated, shared and reported).
-EXTRA_COMMANDS: tuple[str, ...] = ("compare", "evaluate", "share", "animate")
+EXTRA_COMMANDS: tuple[str, ...] = ("compare", "evaluate", "share", "animate", "label")
 #: ``train``/``config`` flags that are shortcuts for a config field.
 FLAG_FIELDS = (("data", "data.path"), ("var", "data.var"), ("obs", "data.obs"),
                ("epochs", "train.epochs"), ("seed", "train.seed"), ("device", "train.device"),
@@ -309,6 +309,7 @@ def _cmd_train(args) -> int:
     # Everything that can be refused is checked before the run folder exists.
     config = _config_from_args(args)
     _check_executor(config)
+    labels = _labels(args)
     root = _checked_runs_root(config, args)
     store = RunStore(root)
     if not args.force:
@@ -322,11 +323,28 @@ def _cmd_train(args) -> int:
 
         connect(config.backend.scheduler).close()  # refuse an unreachable cluster up front
         run = store.create(config.to_dict(), status="queued")
-        run.update(queued_unix=__import__("time").time(), executor="dask")
+        run.update(queued_unix=__import__("time").time(), executor="dask", **labels)
         dask_run(run.path, config.backend.scheduler)
         return _report_run(run, args, extra={"reused": False})
-    run = execute(config, store)
+    run = store.create(config.to_dict(), status="queued")
+    if labels:
+        run.update(**labels)
+    run = execute(config, store, run=run)
     return _report_run(run, args, extra={"reused": False})
+
+
+def _labels(args) -> dict:
+    """``name`` and ``tags`` of a new run from ``--name``/``--tag``, checked (RunError)."""
+    from backend.store import check_name, check_tag
+
+    out: dict = {}
+    name = check_name(getattr(args, "name", None))
+    if name:
+        out["name"] = name
+    tags = list(dict.fromkeys(check_tag(t) for t in getattr(args, "tag", None) or []))
+    if tags:
+        out["tags"] = tags
+    return out
 
 
 def _cmd_submit(args) -> int:
@@ -341,7 +359,7 @@ def _cmd_submit(args) -> int:
         from backend.executors import connect
 
         connect(config.backend.scheduler).close()
-    sub = jobs.submit(config, RunStore(root), force=args.force)
+    sub = jobs.submit(config, RunStore(root), force=args.force, labels=_labels(args))
     status = sub.status
     if args.json:
         print(json.dumps({"run_id": sub.run.id, "status": status, "reused": sub.reused,
@@ -381,10 +399,13 @@ def _report_run(run, args, extra: dict | None = None, header: str | None = None)
         if header:
             print(header)
         print(f"run {run.id}: {info['status']}  ({run.path})")
+        notes = metrics.get("notes") if isinstance(metrics.get("notes"), dict) else {}
         for k, v in metrics.items():
-            if not isinstance(v, dict):
-                print(f"  {k:>16}: {v if v is None else f'{v:.4g}'}")
-        for k, why in (metrics.get("notes") or {}).items():
+            if isinstance(v, dict | list) or (v is None and k in notes):
+                continue  # notes are printed below; per-lead lists are in metrics.json
+            text = f"{v:.4g}" if isinstance(v, int | float) and not isinstance(v, bool) else v
+            print(f"  {k:>16}: {text}")
+        for k, why in notes.items():
             print(f"  {k:>16}: null ({why})")
     if info.get("error"):
         if info.get("error_kind") == "internal":
@@ -452,13 +473,19 @@ def _cmd_runs(args) -> int:
         positions = queue_positions(RunStore(root))  # 1 = next to start
         table.insert(2, "position", [positions.get(i) for i in table["id"]])
         table["position"] = table["position"].astype("Int64")
+    if args.tag and not table.empty:
+        wanted = set(args.tag)
+        table = table[[bool(wanted & {t.strip() for t in str(v).split(",")})
+                       if isinstance(v, str) else False
+                       for v in table.get("tags", [None] * len(table))]]
     if args.json:
         print(table.to_json(orient="records"))
         return 0
     if table.empty:
-        print("no runs yet")
+        print("no runs yet" if not args.tag else "no run has these tags")
         return 0
-    cols = ["id", "status", "position", "task", "model", *_headline_columns(table), "seconds"]
+    cols = ["id", "name", "status", "position", "task", "model", "tags",
+            *_headline_columns(table), "seconds"]
     if table["position"].isna().all():
         cols.remove("position")
     cols = [c for c in cols if c in table.columns]
@@ -588,6 +615,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="local worker processes (default) or a Dask cluster (--scheduler)")
         sp.add_argument("--scheduler", type=_nonempty, default=None, metavar="ADDRESS",
                         help="Dask scheduler address for --executor dask, e.g. tcp://host:8786")
+        sp.add_argument("--name", default=None, metavar="NAME",
+                        help="a name for the new run, shown beside its id")
+        sp.add_argument("--tag", action="append", default=[], metavar="TAG",
+                        help="a tag for the new run (repeatable)")
 
     t = sub.add_parser("train", help="train/fit a model, predict the test period, score, save the run")
     experiment_flags(t, True)
@@ -630,6 +661,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("runs", help="list saved runs with status and scores")
     r.add_argument("--runs-dir", type=_nonempty)
+    r.add_argument("--tag", action="append", default=[], metavar="TAG",
+                   help="only runs with this tag (repeatable: any of them)")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=_cmd_runs)
 

@@ -173,16 +173,18 @@ def find_reusable(config: ExperimentConfig, store: RunStore) -> Run | None:
 
 
 def submit(config: ExperimentConfig, store: RunStore, force: bool = False,
-           start_workers: bool = True) -> Submission:
+           start_workers: bool = True, labels: dict | None = None) -> Submission:
     """Queue ``config`` and return at once (a finished identical run instead, unless
     ``force``). The local executor's slot workers are started when none runs; the Dask
-    executor sends the run to the cluster of ``config.backend.scheduler``."""
+    executor sends the run to the cluster of ``config.backend.scheduler``. ``labels``
+    (``name``, ``tags``, checked by the caller) go into a new run's record; a reused run
+    keeps its own."""
     if not force:
         done = find_reusable(config, store)
         if done is not None:
             return Submission(done, reused=True)
     run = store.create(config.to_dict(), status="queued")
-    run.update(queued_unix=time.time(), executor=config.backend.executor)
+    run.update(queued_unix=time.time(), executor=config.backend.executor, **(labels or {}))
     run.event("queued", executor=config.backend.executor)
     if config.backend.executor == "dask":
         from backend.executors import dask_submit

@@ -127,6 +127,9 @@ class RunRecord(BaseModel):
     reuse_key: str | None = None
     code_version: str | None = None
     cache: dict[str, Any] | None = None
+    #: A user-given name and tags (``python -m app rename`` / ``tag``, the Compare page).
+    name: str | None = None
+    tags: list[str] = Field(default_factory=list)
 
     @field_validator("config", "timings", "data", "worker", "memory", "versions", mode="before")
     @classmethod

@@ -80,6 +80,39 @@ def check_run_id(run_id: object) -> str:
     return text
 
 
+#: Longest user-given run name and tag (characters).
+NAME_MAX = 80
+TAG_MAX = 32
+#: A tag: letters, digits, spaces and ``. _ + - :`` (no comma: tags are listed with commas).
+TAG_PATTERN = re.compile(r"[\w.+:-](?:[\w .+:-]*[\w.+:-])?")
+
+
+def check_name(name: object) -> str | None:
+    """A user-given run name, stripped; None for an empty one (no name). RunError for a
+    name that is not text, is longer than :data:`NAME_MAX` or holds control characters."""
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise RunError(f"a run name must be text, got {type(name).__name__}")
+    name = " ".join(name.split())  # tabs and line breaks become single spaces
+    if not name.isprintable():
+        raise RunError(f"a run name may not hold control characters: {name!r}")
+    if len(name) > NAME_MAX:
+        raise RunError(f"a run name has at most {NAME_MAX} characters (got {len(name)})")
+    return name or None
+
+
+def check_tag(tag: object) -> str:
+    """A tag, stripped: 1 to :data:`TAG_MAX` letters, digits, spaces or ``. _ + - :``."""
+    if not isinstance(tag, str):
+        raise RunError(f"a tag must be text, got {type(tag).__name__}")
+    tag = " ".join(tag.split())
+    if not tag or len(tag) > TAG_MAX or not TAG_PATTERN.fullmatch(tag):
+        raise RunError(f"invalid tag {tag!r}: 1 to {TAG_MAX} letters, digits, spaces or "
+                       ". _ + - : (no comma)")
+    return tag
+
+
 def _file_mode() -> int:
     """Mode of new run files: what the umask allows, and always readable by the group."""
     umask = os.umask(0)
@@ -198,6 +231,34 @@ class Run:
     @property
     def status(self) -> str:
         return self.info().get("status", "unknown")
+
+    # -- name and tags ----------------------------------------------------------------------
+    def label(self, *, name: Any = ..., add: tuple | list = (), remove: tuple | list = (),
+              tags: list | None = None) -> dict:
+        """Rename the run (``name``; None or "" removes the name) and change its tags
+        (``add``/``remove``, or the whole list ``tags``) in run.json; returns the new record.
+        Nothing else is touched. RunError for an invalid name or tag, or while the run is
+        executing (its worker holds the writer lock: label it when it has ended)."""
+        new_name = check_name(name) if name is not ... else ...
+        added = [check_tag(t) for t in add]
+        removed = {check_tag(t) for t in remove}
+        whole = None if tags is None else [check_tag(t) for t in tags]
+
+        def change(info: dict) -> None:
+            if new_name is not ...:
+                if new_name is None:
+                    info.pop("name", None)
+                else:
+                    info["name"] = new_name
+            current = whole if whole is not None else [
+                t for t in info.get("tags") or [] if isinstance(t, str)]
+            out: list[str] = []
+            for t in [*current, *added]:
+                if t not in removed and t not in out:
+                    out.append(t)
+            info["tags"] = out
+
+        return self.modify(change)
 
     # -- results ------------------------------------------------------------------------
     def metrics(self) -> dict:
@@ -380,6 +441,9 @@ class RunStore:
             name = info.get("name")
             if isinstance(name, str) and name:
                 row["name"] = name
+            tags = [t for t in info.get("tags") or [] if isinstance(t, str)]
+            if tags:
+                row["tags"] = ", ".join(tags)
             data = (info.get("data") or {}).get("path") or (cfg.get("data") or {}).get("path")
             row["data"] = Path(str(data)).name if data else "built-in"
             try:
@@ -396,5 +460,23 @@ class RunStore:
         return pd.DataFrame(rows)
 
     def delete(self, run_id: str) -> None:
-        """Delete one run folder (a valid id inside the store, holding a run.json)."""
-        shutil.rmtree(self.get(run_id).path)
+        """Delete one run folder (a valid id inside the store, holding a run.json).
+
+        A queued or running run is refused (RunError: cancel it first), so that a worker
+        never loses the folder it writes to; an unreadable run can be deleted."""
+        run = self.get(run_id)
+        try:
+            status = run.info().get("status")
+        except RunError:
+            status = None  # damaged: deleting it is how the user gets rid of it
+        if status in ("queued", "running"):
+            from backend.liveness import refresh
+
+            try:
+                status = refresh(run).get("status")  # a lost worker's run is failed now
+            except RunError:
+                status = None
+        if status in ("queued", "running"):
+            raise RunError(f"run {run_id} is {status}: cancel it first "
+                           f"(python -m app cancel {run_id})")
+        shutil.rmtree(run.path)

@@ -234,3 +234,45 @@ def test_runs_day_figure_shares_one_scale_per_row_group():
     assert limits[0] == {fields}  # truth and both runs: one scale
     assert len(limits[1]) == 1 and limits[1] != {fields}  # residuals: their own scale
     assert len(fig.subfigs[0].axes) == 3 + 1 and len(fig.subfigs[1].axes) == 2 + 1  # + bars
+
+
+def test_name_tag_filter_and_delete_with_confirmation(store, made_runs):
+    """A run is named and tagged on the page; the Tag filter then shows only tagged runs;
+    deleting needs the confirmation box and removes exactly that run."""
+    a, b, c = made_runs[1]
+    at = page().run()
+    at.selectbox(key="compare.manage").set_value(a).run()
+    at.text_input(key=f"compare.name.{a}").input("Lt 3 days")
+    at.multiselect(key=f"compare.tags.{a}").set_value(["baseline", "week 3"])
+    at.button(key="compare.save_labels").click().run()
+    assert not at.exception, at.exception
+    info = store.get(a).info()
+    assert info["name"] == "Lt 3 days" and info["tags"] == ["baseline", "week 3"]
+    assert "Saved the name and tags" in texts(at.success)
+
+    at.multiselect(key="compare.filter.tags").set_value(["week 3"]).run()
+    assert not at.exception
+    assert dataframe_with(at, "status")["id"].tolist() == [a]
+    assert at.multiselect(key="compare.runs").options == [f"{a} · Lt 3 days"]  # named
+    at.multiselect(key="compare.filter.tags").set_value([]).run()
+
+    at.selectbox(key="compare.manage").set_value(b).run()
+    assert at.button(key="compare.delete").proto.disabled  # nothing without the confirmation
+    assert (store.root / b).is_dir()
+    at.checkbox(key="compare.delete_confirm").check().run()
+    at.button(key="compare.delete").click().run()
+    assert not at.exception, at.exception
+    assert not (store.root / b).exists()
+    assert (store.root / a).is_dir() and (store.root / c).is_dir()
+    assert set(dataframe_with(at, "status")["id"]) == {a, c}
+
+
+def test_an_invalid_tag_is_refused_in_one_line(store, made_runs):
+    a = made_runs[1][0]
+    at = page().run()
+    at.selectbox(key="compare.manage").set_value(a).run()
+    at.multiselect(key=f"compare.tags.{a}").set_value(["a,b"])
+    at.button(key="compare.save_labels").click().run()
+    assert not at.exception
+    assert "invalid tag" in texts(at.error)
+    assert store.get(a).info().get("tags", []) == []

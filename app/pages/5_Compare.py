@@ -22,6 +22,7 @@ import streamlit as st
 from app import figures, ui
 from backend.store import DIAGNOSTICS_FILE, METRICS_FILE, PREDICTION_FILE, RUN_FILE, Run, RunStore
 from metrics.scores import info as score_info
+from oceanlab_errors import RunError
 
 RUNS_KEY = "compare.runs"
 FILTERS = (("task", "Task"), ("model", "Model"), ("data", "Dataset"))
@@ -36,7 +37,7 @@ def filtered_table(table: pd.DataFrame) -> pd.DataFrame:
     table = table.copy()
     if "task" in table:
         table["task"] = table["task"].map(lambda v: ui.as_text(v, "interpolation"))
-    cols = st.columns(5)
+    cols = st.columns(6)
     for (col, label), where in zip(FILTERS, cols[:3]):
         if col not in table:
             continue
@@ -45,14 +46,20 @@ def filtered_table(table: pd.DataFrame) -> pd.DataFrame:
                                    placeholder="all")
         if chosen:
             table = table[table[col].map(lambda v: ui.as_text(v, ui.MISSING)).isin(chosen)]
+    tags = table_tags(table)
+    chosen = cols[3].multiselect("Tag", tags, key="compare.filter.tags", placeholder="all",
+                                 help="runs with any of these tags (tag runs below)")
+    if chosen:
+        table = table[[bool(set(chosen) & set(split_tags(v))) for v in table.get(
+            "tags", pd.Series([None] * len(table), index=table.index))]]
     statuses = sorted(table["status"].unique())
-    chosen = cols[3].multiselect("Status", statuses, key="compare.filter.status",
+    chosen = cols[4].multiselect("Status", statuses, key="compare.filter.status",
                                  default=["done"] if "done" in statuses else None,
                                  placeholder="all")
     if chosen:
         table = table[table["status"].isin(chosen)]
     scores = [c for c in table.columns if c in figures_scores(table)]
-    sort = cols[4].selectbox("Sort by", ["newest", *scores], key="compare.sort",
+    sort = cols[5].selectbox("Sort by", ["newest", *scores], key="compare.sort",
                              format_func=lambda k: k if k == "newest" else score_info(k).label)
     if sort != "newest":
         values = pd.to_numeric(table[sort], errors="coerce")
@@ -60,6 +67,18 @@ def filtered_table(table: pd.DataFrame) -> pd.DataFrame:
         table = table.assign(_key=values).sort_values(
             "_key", ascending=ascending, na_position="last").drop(columns="_key")
     return table
+
+
+def split_tags(value) -> list[str]:
+    """The tags of a runs-table cell (``"a, b"``; empty for a run without tags)."""
+    return [t.strip() for t in value.split(",") if t.strip()] if isinstance(value, str) else []
+
+
+def table_tags(table: pd.DataFrame) -> list[str]:
+    """Every tag of the runs in ``table``, sorted."""
+    if "tags" not in table:
+        return []
+    return sorted({t for v in table["tags"] for t in split_tags(v)})
 
 
 def figures_scores(table: pd.DataFrame) -> list[str]:
@@ -87,6 +106,7 @@ def choose_runs(store: RunStore) -> list[Run] | None:
                                 "id": st.column_config.TextColumn("run id", pinned=True),
                                 "seconds": st.column_config.NumberColumn("time (s)",
                                                                          format="%.1f")})
+    manage_section(store, table, shown["id"].tolist())
     done = set(table.loc[table["status"] == "done", "id"])
     offered = [i for i in shown["id"] if i in done]
     previous = [i for i in st.session_state.get(RUNS_KEY) or () if i in done]
@@ -94,8 +114,11 @@ def choose_runs(store: RunStore) -> list[Run] | None:
     st.session_state[RUNS_KEY] = previous
     st.caption(f"{len(shown)} of {len(table)} runs · sort by a score above or click a column "
                "header · only finished runs can be compared")
+    names = dict(zip(table["id"], table["name"])) if "name" in table else {}
     chosen = st.multiselect("Runs to compare", options, key=RUNS_KEY,
-                            placeholder="choose two or more finished runs")
+                            placeholder="choose two or more finished runs",
+                            format_func=lambda r: f"{r} · {names[r]}"
+                            if isinstance(names.get(r), str) else r)
     runs = []
     for run_id in chosen:
         try:
@@ -103,6 +126,73 @@ def choose_runs(store: RunStore) -> list[Run] | None:
         except Exception as exc:  # noqa: BLE001 (deleted or damaged meanwhile)
             st.warning(ui.plain(f"{run_id}: cannot be read ({ui.first_line(str(exc))})"))
     return runs
+
+
+# --------------------------------------------------------------------------- name, tag, delete
+
+FLASH_KEY = "compare.flash"
+
+
+def _save_labels(run_id: str) -> None:
+    """Button callback: write the name and tags typed for ``run_id`` into its run.json."""
+    try:
+        ui.store().get(run_id).label(name=st.session_state.get(f"compare.name.{run_id}") or None,
+                                     tags=list(st.session_state.get(f"compare.tags.{run_id}")
+                                               or []))
+        st.session_state[FLASH_KEY] = ("success", f"Saved the name and tags of {ui.plain(run_id)}.")
+    except (RunError, OSError) as exc:
+        st.session_state[FLASH_KEY] = ("error", ui.plain(f"{run_id}: not saved "
+                                                         f"({ui.first_line(str(exc))})"))
+
+
+def _delete(run_id: str) -> None:
+    """Button callback: delete one run (after its confirmation box), drop it from the choice."""
+    try:
+        ui.store().delete(run_id)
+        st.session_state[FLASH_KEY] = ("success", f"Deleted run {ui.plain(run_id)}.")
+        st.session_state[RUNS_KEY] = [r for r in st.session_state.get(RUNS_KEY) or ()
+                                      if r != run_id]
+        st.session_state["compare.manage"] = None
+    except (RunError, OSError) as exc:
+        st.session_state[FLASH_KEY] = ("error", ui.plain(f"{run_id}: not deleted "
+                                                         f"({ui.first_line(str(exc))})"))
+    st.session_state["compare.delete_confirm"] = False
+
+
+def manage_section(store: RunStore, table: pd.DataFrame, ids: list[str]) -> None:
+    """Name, tag or delete one run of the (filtered) table; deleting needs a confirmation."""
+    flash = st.session_state.pop(FLASH_KEY, None)
+    if flash:
+        getattr(st, flash[0])(flash[1])
+    with st.expander("Name, tag or delete a run"):
+        if st.session_state.get("compare.manage") not in ids:
+            st.session_state.pop("compare.manage", None)
+        target = st.selectbox("Run", [None, *ids], key="compare.manage",
+                              format_func=lambda r: "—" if r is None else r)
+        if target is None:
+            st.caption("Choose a run of the table above to name, tag or delete it.")
+            return
+        row = table.loc[table["id"] == target].iloc[0]
+        current = split_tags(row.get("tags"))
+        name = row.get("name")
+        c1, c2 = st.columns(2)
+        c1.text_input("Name", value=name if isinstance(name, str) else "",
+                      key=f"compare.name.{target}", max_chars=80,
+                      help="shown beside the run id in tables and reports; empty: no name")
+        c2.multiselect("Tags", sorted(set(table_tags(table)) | set(current)), default=current,
+                       key=f"compare.tags.{target}", accept_new_options=True,
+                       help="type a new tag and press Enter; the Tag filter above uses them")
+        st.button("Save name and tags", key="compare.save_labels", on_click=_save_labels,
+                  args=(target,))
+        status = str(row.get("status"))
+        if status in ui.ACTIVE_STATUSES:
+            st.caption(f"Run {ui.plain(target)} is {status}: cancel it on the Runs page "
+                       "before deleting it.")
+            return
+        confirm = st.checkbox(f"Yes, delete run {ui.plain(target)} and all its files",
+                              key="compare.delete_confirm")
+        st.button("Delete this run", type="primary", disabled=not confirm,
+                  key="compare.delete", on_click=_delete, args=(target,))
 
 
 # --------------------------------------------------------------------------- leaderboard
