@@ -259,5 +259,5 @@ def test_experiment_page_lists_the_autoencoder(mock_nc):
     fields = AutoencoderParams.model_fields
     latent = at.number_input(key="exp.model.autoencoder.latent")
     assert latent.value == fields["latent"].default
-    assert latent.help == fields["latent"].description
+    assert latent.help.startswith(fields["latent"].description)
     assert at.checkbox(key="exp.model.autoencoder.linear").value is False

@@ -9,9 +9,28 @@ import streamlit as st
 
 from app import figures, ui
 from backend import paths
-from data.canonical import summarize
+from data.canonical import describe_step, summarize
 
 NO_OVERLAY = "(none)"
+#: The overlay selector, and the overlay the user chose last (kept apart from the widget:
+#: the selector's options change with the variable, which would reset its value).
+OVERLAY_KEY = "data.obs"
+OVERLAY_CHOICE_KEY = "data.obs_choice"
+
+
+def remember_overlay() -> None:
+    """Selector callback: the user's overlay, kept across changes of the variable."""
+    st.session_state[OVERLAY_CHOICE_KEY] = st.session_state.get(OVERLAY_KEY)
+
+
+def overlay_value(overlays: list[str], default: str | None) -> str:
+    """The overlay to show: the user's last choice while it is an option (not the variable
+    now mapped, and in this dataset), else ``default`` (the file's observation variable),
+    else none."""
+    choice = st.session_state.get(OVERLAY_CHOICE_KEY)
+    if choice in overlays:
+        return choice
+    return default if default in overlays else NO_OVERLAY
 
 
 def generate_builtin() -> None:
@@ -26,19 +45,33 @@ def generate_builtin() -> None:
             st.rerun()
 
 
+def step_text(time_summary: dict) -> str:
+    """The time step as people write it (``1 day``, ``6 hours``), never a Timedelta's
+    ``1 days 00:00:00``; ``one time step`` for a single step."""
+    text = time_summary.get("step_text")
+    if text:
+        return str(text)
+    if time_summary.get("step"):
+        return describe_step(time_summary["step"]) or str(time_summary["step"])
+    return "one time step"
+
+
 def show_summary(ds) -> None:
     """Grid, time range, ocean fraction and the variables table."""
     summary = summarize(ds)
     g, t = summary["grid"], summary["time"]
+    step = step_text(t)
     cols = st.columns(4)
     cols[0].metric("Grid (lat × lon)", f"{g['n_lat']} × {g['n_lon']}")
     cols[1].metric("Time steps", t["n_time"])
-    cols[2].metric("Time range", f"{t['start']} → {t['end']}")
+    cols[2].metric("Time step", step)
     cols[3].metric("Ocean fraction", f"{summary['ocean_fraction']:.1%}")
+    # the dates are too long for a quarter-width metric (cut off with …): a row of their own
+    st.metric("Time range", f"{t['start']} → {t['end']}")
     st.caption(
         f"lat {g['lat_range'][0]:.2f}…{g['lat_range'][1]:.2f}°, "
         f"lon {g['lon_range'][0]:.2f}…{g['lon_range'][1]:.2f}°, "
-        f"steps {g['dlat_deg'] or 0:.3g}° × {g['dlon_deg'] or 0:.3g}°, time step {t.get('step_text') or t['step']}")
+        f"steps {g['dlat_deg'] or 0:.3g}° × {g['dlon_deg'] or 0:.3g}°, time step {step}")
     table = pd.DataFrame([
         {"variable": name, "long name": v["long_name"] or "", "units": v["units"] or "",
          "dims": " × ".join(v["dims"]), "shape": " × ".join(map(str, v["shape"]))}
@@ -59,12 +92,12 @@ def show_map(ds, path: str) -> None:
                            index=variables.index(default) if default in variables else 0,
                            key="data.var")
         overlays = [NO_OVERLAY] + [v for v in variables if v != var]
-        obs_default = ui.obs_variable(ds, var)
+        # set before the selector is drawn: its options change with the variable
+        st.session_state[OVERLAY_KEY] = overlay_value(overlays, ui.obs_variable(ds, var))
         overlay = st.selectbox(
-            "Observations overlaid", overlays,
-            index=overlays.index(obs_default) if obs_default in overlays else 0,
+            "Observations overlaid", overlays, on_change=remember_overlay,
             help="drawn as points where the variable is not NaN, on the same colour scale",
-            key="data.obs")
+            key=OVERLAY_KEY)
         labels = ui.time_labels(pd.DatetimeIndex(ds["time"].values))
         if len(labels) > 1:
             day = st.select_slider("Day", options=labels, key="data.day")
