@@ -13,36 +13,36 @@ cartopy's downloaders by ones that refuse to download: nothing here ever touches
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import sys
 
 import matplotlib
 
 if "matplotlib.pyplot" not in sys.modules:
     matplotlib.use("Agg")  # no GUI backend in a server (figures here never need pyplot)
 
-import cartopy  # noqa: E402
-import cartopy.crs as ccrs  # noqa: E402
+import cartopy
+import cartopy.crs as ccrs
 
 with warnings.catch_warnings():  # cmocean 4.0 trips a matplotlib 3.11 deprecation on import
     warnings.simplefilter("ignore", DeprecationWarning)
     import cmocean
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import xarray as xr  # noqa: E402
-from cartopy.io import Downloader  # noqa: E402
-from matplotlib.colors import Colormap, ListedColormap  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import (  # noqa: E402
+import numpy as np
+import pandas as pd
+import xarray as xr
+from cartopy.io import Downloader
+from matplotlib.colors import Colormap, ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.ticker import (
     FuncFormatter,
     LogLocator,
     MaxNLocator,
     NullFormatter,
 )
+
 
 def plain_label(label: object) -> str:
     """``label`` shown literally by matplotlib: every ``$`` escaped, so that text from a file
@@ -70,7 +70,7 @@ class OfflineDownloadError(RuntimeError):
 class _OfflineDownloader(Downloader):
     """A cartopy downloader that finds files already on disk and never downloads."""
 
-    def acquire_resource(self, target_path, format_dict):  # noqa: D102 (cartopy API)
+    def acquire_resource(self, target_path, format_dict):
         raise OfflineDownloadError(
             f"{target_path}: not on disk, and OceanLab never downloads map data")
 
@@ -248,7 +248,10 @@ def draw_land(ax, lat: np.ndarray, lon: np.ndarray, ocean: np.ndarray) -> None:
 
 def _marker_size(ax, n_lat: int, n_lon: int) -> float:
     """Scatter size (points²) of about one grid cell on ``ax``, kept between 3 and 40."""
-    width, height = ax.figure.get_size_inches()
+    root = ax.figure
+    while not hasattr(root, "get_size_inches"):  # a map in a sub-figure
+        root = root.figure if root.figure is not root else root._parent
+    width, height = root.get_size_inches()
     box = ax.get_position()
     cell = min(box.width * width * 72 / max(n_lon, 1), box.height * height * 72 / max(n_lat, 1))
     return float(np.clip((1.1 * cell) ** 2, 3.0, 40.0))
@@ -378,24 +381,33 @@ def comparison_maps_figure(
     land_mask: xr.DataArray | np.ndarray | None = None,
     units: str = "",
     suptitle: str | None = None,
-    ncols: int = 2,
+    ncols: int | None = None,
+    cmap: Colormap | str | None = None,
+    label: str | None = None,
+    panel_size: tuple[float, float] = (3.9, 3.3),
 ) -> Figure:
-    """Truth, the inputs of a method, its prediction and the residual, one map each.
+    """Truth, the inputs of a method and its prediction on one row with one shared colour
+    bar, and the residual below the prediction with its own.
 
     Parameters
     ----------
     truth, prediction : fields ``(lat, lon)`` on the same grid.
     inputs : what the method saw (observations, an initial state, a coarse field), drawn
-        after the truth; a panel without ``cmap``/limits/units takes the truth's scale (a
-        coarse field keeps its own grid, and its own land where it is NaN).
+        after the truth; a panel without ``cmap``/limits takes the truth's scale (a coarse
+        field keeps its own grid, and its own land where it is NaN). An input with a scale
+        of its own gets a colour bar of its own.
     limits : colour limits of truth, inputs and prediction (default: symmetric over the
         truth and the prediction); ``residual_limits`` those of prediction − truth
         (default: symmetric over the residual).
     land_mask : ocean mask ``(lat, lon)`` (True = ocean) of truth, prediction and residual.
+    cmap : colour map of the fields (default cmocean ``balance``; residuals always use it).
+    label : the shared colour bar's label: the variable and its unit (default ``units``).
+    ncols : maps per row of the fields, the residual under the prediction (default: one
+        row of every field and the residual).
 
     Returns
     -------
-    :func:`maps_figure` of ``[truth, *inputs, prediction, residual]`` in ``ncols`` columns.
+    A figure of two sub-figures (fields, residual), each with one colour bar.
     """
     residual = prediction - truth
     if land_mask is not None:
@@ -403,18 +415,84 @@ def comparison_maps_figure(
     lo, hi = limits if limits is not None else shared_limits(truth, prediction)
     rlo, rhi = residual_limits if residual_limits is not None else shared_limits(residual)
     balance = cmocean.cm.balance
-    shown = [MapPanel(truth, truth_title, balance, lo, hi, land_mask=land_mask, units=units)]
+    cmap = cmap or balance
+    fields = [MapPanel(truth, truth_title, cmap, lo, hi, land_mask=land_mask)]
     for panel in inputs:
-        shown.append(MapPanel(
-            panel.data, panel.title, panel.cmap or balance,
+        fields.append(MapPanel(
+            panel.data, panel.title, panel.cmap or cmap,
             lo if panel.vmin is None else panel.vmin, hi if panel.vmax is None else panel.vmax,
-            obs=panel.obs, land_mask=panel.land_mask, units=panel.units or units))
-    shown += [
-        MapPanel(prediction, prediction_title, balance, lo, hi, land_mask=land_mask, units=units),
-        MapPanel(residual, f"Residual ({prediction_title.split(' (')[0].lower()} − truth)",
-                 balance, rlo, rhi, land_mask=land_mask, units=units),
-    ]
-    return maps_figure(shown, ncols=ncols, suptitle=suptitle)
+            obs=panel.obs, land_mask=panel.land_mask, units=panel.units))
+    fields.append(MapPanel(prediction, prediction_title, cmap, lo, hi, land_mask=land_mask))
+    what = prediction_title.split(" (")[0].lower()
+    res_label = residual_label(label, units)
+    residuals = [MapPanel(residual, f"Residual ({what} − truth)", balance, rlo, rhi,
+                          land_mask=land_mask)]
+    groups = [(fields, label if label is not None else units), (residuals, res_label)]
+    if ncols is None or ncols >= len(fields):  # one row: the fields, then the residual
+        return _grouped_maps(groups, ncols=0, panel_size=panel_size, suptitle=suptitle)
+    return _grouped_maps(groups, ncols=max(1, ncols), panel_size=panel_size,
+                         suptitle=suptitle, shift=[0, (len(fields) - 1) % ncols])
+
+
+def residual_label(label: str | None, units: str = "") -> str:
+    """The residuals' colour-bar label: ``residual (m)`` for a field in ``units``, else
+    ``residual of <label>`` (a derived field such as ζ/f)."""
+    if units and (not label or label == units or label.endswith(f"({units})")):
+        return f"residual ({units})"
+    return f"residual of {label}" if label else "residual"
+
+
+def _grouped_maps(
+    groups: Sequence[tuple[Sequence[MapPanel], str]],
+    *,
+    ncols: int,
+    panel_size: tuple[float, float],
+    suptitle: str | None = None,
+    shift: Sequence[int] = (),
+) -> Figure:
+    """Groups of maps, one sub-figure each, each group with ONE colour bar (its first
+    panel's scale; a panel with another scale gets a bar of its own, labelled with its
+    ``units``). Groups are stacked in rows of ``ncols`` maps, ``shift[g]`` empty cells
+    before group ``g``'s first map (a residual under its prediction); ``ncols=0`` puts
+    every group side by side on one row instead."""
+    groups = [(list(p), label) for p, label in groups if p]
+    if ncols == 0:
+        widths = [len(p) for p, _ in groups]
+        fig = Figure(figsize=(panel_size[0] * sum(widths) + 1.1 * len(groups),
+                              panel_size[1] + 0.7), layout="constrained")
+        subs = (fig.subfigures(1, len(groups), width_ratios=[w + 0.3 for w in widths])
+                if len(groups) > 1 else [fig])
+        cols, rows, shift = widths, [1] * len(groups), []
+    else:
+        rows = [-(-(len(p) + (shift[g] if g < len(shift) else 0)) // ncols)
+                for g, (p, _) in enumerate(groups)]
+        cols = [ncols] * len(groups)
+        fig = Figure(figsize=(panel_size[0] * ncols + 1.4, panel_size[1] * sum(rows) + 0.7),
+                     layout="constrained")
+        subs = (fig.subfigures(len(groups), 1, height_ratios=rows) if len(groups) > 1
+                else [fig])
+    coastline = natural_earth_coastline()
+    for g, (sub, (panels, label), nrows, n_cols) in enumerate(zip(subs, groups, rows, cols)):
+        first = panels[0]
+        axes, mappable = [], None
+        for i, panel in enumerate(panels):
+            ref = panel.data if panel.data is not None else panel.obs
+            lon = _lat_lon(ref)[1]
+            at = i + 1 + (shift[g] if g < len(shift) else 0)
+            ax = sub.add_subplot(nrows, n_cols, at, projection=_projection(lon))
+            m = draw_map(ax, panel, coastline=coastline)
+            if (panel.vmin, panel.vmax, panel.cmap) == (first.vmin, first.vmax, first.cmap):
+                axes.append(ax)
+                mappable = m if m is not None else mappable
+            elif m is not None:  # a panel on a scale of its own: its own bar
+                sub.colorbar(m, ax=ax, shrink=0.8, pad=0.02,
+                             label=plain_label(panel.units) or None)
+        if mappable is not None:
+            sub.colorbar(mappable, ax=axes, shrink=0.85, pad=0.02,
+                         label=plain_label(label) or None)
+    if suptitle:
+        fig.suptitle(plain_label(suptitle), fontsize=11)
+    return fig
 
 
 # --------------------------------------------------------------------------- curves
@@ -571,6 +649,78 @@ def psd_score_figure(
     return fig
 
 
+def psd_overlay_figure(
+    contours: dict[str, Sequence[np.ndarray]],
+    spectra: dict[str, xr.DataArray] | None = None,
+    truth_spectrum: xr.DataArray | None = None,
+    *,
+    level: float = 0.5,
+    km_per_degree: float | None = None,
+    size: tuple[float, float] = (11.0, 4.2),
+) -> Figure:
+    """Several runs' PSD scores on one figure (the Compare page): left, every run's
+    ``level`` contour on the (wavelength, period) plane, the scales each resolves lying
+    above and right of its line; right, the zonal wavenumber spectra of every run's
+    reconstruction over the truth's (a run under the truth at short wavelengths is
+    smoother than the truth).
+
+    Parameters
+    ----------
+    contours : label → lines from :func:`metrics.psd_score_contour` (columns wavelength in
+        degrees, period in days), as the runs' scores used them.
+    spectra : label → ``psd_x_rec(freq_lon)`` of the run's diagnostics.nc; ``truth_spectrum``
+        the truth's ``psd_x_truth`` (drawn black, dashed).
+    km_per_degree : a second wavelength axis in km on top of both panels.
+    """
+    spectra = spectra or {}
+    fig = Figure(figsize=size, layout="constrained")
+    panels = 2 if spectra else 1
+    ax = fig.add_subplot(1, panels, 1)
+    colours = [f"C{i}" for i in range(10)]
+    for n, (label, lines) in enumerate(contours.items()):
+        for i, line in enumerate(lines):
+            ax.plot(line[:, 0], line[:, 1], color=colours[n % 10], linewidth=1.8,
+                    label=plain_label(label) if i == 0 else None)
+    ax.set_title(f"PSD score = {level:g} contour of each run", fontsize=10)
+    ax.set_ylabel("period (days)")
+    axes = [ax]
+    if spectra:
+        sx = fig.add_subplot(1, panels, 2)
+        if truth_spectrum is not None:
+            sx.plot(1.0 / truth_spectrum["freq_lon"].values, truth_spectrum.values, color="k",
+                    linestyle="--", linewidth=1.5, label="truth")
+        for n, (label, psd) in enumerate(spectra.items()):
+            sx.plot(1.0 / psd["freq_lon"].values, psd.values, color=colours[n % 10],
+                    linewidth=1.4, label=plain_label(label))
+        sx.set_yscale("log")
+        sx.invert_xaxis()  # long waves on the left, as on the spectrum's usual axis
+        units = str(next(iter(spectra.values())).attrs.get("units", ""))
+        sx.set_ylabel(plain_label(f"PSD {units}" if units else "PSD"))
+        sx.set_title("Zonal wavenumber spectrum (mean over time and latitude)", fontsize=10)
+        sx.legend(fontsize=8)
+        axes.append(sx)
+    for a in axes:
+        a.set_xscale("log")
+        if a is ax:
+            a.set_yscale("log")
+        for axis in (a.xaxis, a.yaxis) if a is ax else (a.xaxis,):
+            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+            axis.set_minor_formatter(NullFormatter())
+        a.set_xlabel("wavelength (degrees of longitude)")
+        a.grid(alpha=0.3, which="both")
+        if km_per_degree is not None and np.isfinite(km_per_degree) and km_per_degree > 0:
+            k = float(km_per_degree)
+            top = a.secondary_xaxis("top", functions=(lambda d, k=k: d * k,
+                                                      lambda km, k=k: km / k))
+            top.set_xlabel("wavelength (km)")
+            top.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+            top.xaxis.set_minor_formatter(NullFormatter())
+    if contours:
+        ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
 # --------------------------------------------------------------------------- physics residual
 
 
@@ -712,6 +862,10 @@ def runs_day_figure(
     suptitle: str | None = None,
     per_row: int = 4,
     panel_size: tuple[float, float] = (3.6, 3.0),
+    cmap: Colormap | str | None = None,
+    limits: tuple[float, float] | None = None,
+    residual_limits: tuple[float, float] | None = None,
+    label: str | None = None,
 ) -> Figure:
     """The same day of several runs side by side (the Compare page): the truth and every
     run's reconstruction on one shared colour scale with one colour bar, then every run's
@@ -723,6 +877,9 @@ def runs_day_figure(
     reconstructions : label → field ``(lat, lon)`` on the truth's grid.
     land_mask : ocean mask ``(lat, lon)`` (True = ocean) of every panel.
     per_row : at most this many maps per row (the rows wrap).
+    cmap, limits, residual_limits : colour map and limits of the fields (default cmocean
+        ``balance`` symmetric over every field) and of the residuals (symmetric).
+    label : the fields' colour-bar label: the variable and its unit (default ``units``).
 
     Returns
     -------
@@ -736,36 +893,24 @@ def runs_day_figure(
     fields = ([("Truth", truth)] if truth is not None else []) + list(reconstructions.items())
     residuals = []
     if truth is not None:
-        for label, rec in reconstructions.items():
+        for name, rec in reconstructions.items():
             res = rec - truth
             if ocean is not None:
                 res = res.where(ocean)
-            residuals.append((f"{label} − truth", res))
-    lo, hi = shared_limits(*(f for _, f in fields))
-    rlo, rhi = shared_limits(*(r for _, r in residuals))
-    groups = [(fields, lo, hi, units)]
+            residuals.append((f"{name} − truth", res))
+    lo, hi = limits if limits is not None else shared_limits(*(f for _, f in fields))
+    rlo, rhi = (residual_limits if residual_limits is not None
+                else shared_limits(*(r for _, r in residuals)))
+    cmap = cmap or cmocean.cm.balance
+    label = label if label is not None else units
+    groups = [([MapPanel(da, title, cmap, lo, hi, land_mask=land_mask) for title, da in fields],
+               label)]
     if residuals:
-        groups.append((residuals, rlo, rhi, f"residual ({units})" if units else "residual"))
+        groups.append(([MapPanel(da, title, cmocean.cm.balance, rlo, rhi, land_mask=land_mask)
+                        for title, da in residuals],
+                       residual_label(label, units)))
     ncols = max(1, min(per_row, max(len(g[0]) for g in groups)))
-    rows = [-(-len(g[0]) // ncols) for g in groups]
-    fig = Figure(figsize=(panel_size[0] * ncols + 1.2, panel_size[1] * sum(rows) + 0.6),
-                 layout="constrained")
-    subs = fig.subfigures(len(groups), 1, height_ratios=rows) if len(groups) > 1 else [fig]
-    coastline = natural_earth_coastline()
     # residuals under their reconstructions when every field fits on one row
     shift = [0, 1 if truth is not None and len(fields) <= ncols else 0]
-    for g, (sub, (panels, vmin, vmax, label), nrows) in enumerate(zip(subs, groups, rows)):
-        axes, mappable = [], None
-        for i, (title, da) in enumerate(panels):
-            lon = _lat_lon(da)[1]
-            ax = sub.add_subplot(nrows, ncols, i + 1 + shift[g], projection=_projection(lon))
-            m = draw_map(ax, MapPanel(da, title, cmocean.cm.balance, vmin, vmax,
-                                      land_mask=land_mask), coastline=coastline)
-            axes.append(ax)
-            mappable = m if m is not None else mappable
-        if mappable is not None:
-            sub.colorbar(mappable, ax=axes, shrink=0.85, pad=0.02,
-                         label=plain_label(label) or None)
-    if suptitle:
-        fig.suptitle(plain_label(suptitle), fontsize=11)
-    return fig
+    return _grouped_maps(groups, ncols=ncols, panel_size=panel_size, suptitle=suptitle,
+                         shift=shift)

@@ -537,8 +537,8 @@ def runs_table(run_store: RunStore) -> pd.DataFrame:
             kinds = {type(v) for v in table[col] if not _missing(v)}
             if kinds - {str}:
                 table[col] = table[col].map(lambda v: None if _missing(v) else str(v))
-    first = [c for c in ("id", "name", "status", "task", "model", "data", "settings", "created",
-                         "seconds") if c in table]
+    first = [c for c in ("id", "name", "tags", "status", "task", "model", "data", "settings",
+                         "created", "seconds") if c in table]
     scores = [k for k in SCORES if k in table]  # the score registry's order
     rest = [c for c in table.columns if c not in first and c not in scores and c != "error"]
     return table[[*first, *scores, *rest, "error"]]
@@ -1165,8 +1165,11 @@ def config_widgets(
     values: dict[str, Any] | None = None,
     container: Any = None,
     columns: int = 2,
+    section: str | None = None,
+    hints: dict[str, tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """One widget per field of a pydantic model, with the field description as help.
+    """One widget per field of a pydantic model, with a human label and the field
+    description and config key as help.
 
     ``bool`` → checkbox; ``int``/``float`` → number_input (``ge``/``le`` become the bounds;
     strict ``gt``/``lt`` are left to validation); ``Literal`` → selectbox; anything else
@@ -1179,12 +1182,26 @@ def config_widgets(
     skip : fields without a widget.
     values : initial values instead of the field defaults.
     container : where to draw (default: the page); fields are laid out in ``columns``.
+    section : the config section (``model``, ``task``, ``train``, ``data``) named in the
+        help's config key (``model.lx_deg``); default: the second part of ``key_prefix``
+        when it is one (``exp.model.oi`` → ``model``).
+    hints : per field, ``(placeholder, extra help)`` for its text box (what an empty value
+        means); optional fields without one say :func:`app.labels.empty_hint`.
+
+    Labels come from :func:`app.labels.field_label` (title, table, or the name made
+    readable); widget keys never depend on them.
 
     Returns
     -------
     ``{field: value}`` for every field drawn, to be validated by the config.
     """
+    from app import labels
+
     parent = container if container is not None else st
+    if section is None:
+        parts = key_prefix.split(".")
+        section = parts[1] if len(parts) > 1 and parts[1] in (
+            "model", "task", "train", "data", "backend") else None
     names = [n for n in params_cls.model_fields if n not in skip]
     cols = parent.columns(columns) if names else []
     out: dict[str, Any] = {}
@@ -1194,8 +1211,11 @@ def config_widgets(
         default = (values or {}).get(name, field.get_default(call_default_factory=True))
         kind, optional = _unwrap_optional(field.annotation)
         key = f"{key_prefix}.{name}"
-        label = name
-        help_text = field.description
+        label = labels.field_label(name, field, section)
+        placeholder, extra_help = (hints or {}).get(name, (None, None))
+        if placeholder is None and optional and default is None:
+            placeholder = labels.empty_hint(name, section)
+        help_text = labels.config_key_help(name, field.description, section, extra_help)
         if kind is bool and not optional:
             out[name] = col.checkbox(label, value=bool(default), help=help_text, key=key)
         elif kind in (int, float) and not optional:
@@ -1211,7 +1231,8 @@ def config_widgets(
         elif typing.get_origin(kind) is Literal:
             options = list(typing.get_args(kind)) + ([None] if optional else [])
             index = options.index(default) if default in options else 0
-            out[name] = col.selectbox(label, options, index=index, help=help_text, key=key)
+            out[name] = col.selectbox(label, options, index=index, help=help_text, key=key,
+                                      placeholder=placeholder or "Choose an option")
         elif typing.get_origin(kind) in (list, dict):
             # Structured values (the loss terms) are edited as YAML, e.g. [{name: mse}].
             plain_default = [v.model_dump() if isinstance(v, BaseModel) else v for v in default] \
@@ -1220,7 +1241,8 @@ def config_widgets(
             out[name] = _parse_text(col.text_input(label, value=text, help=help_text, key=key))
         else:
             text = "" if default is None else str(default)
-            out[name] = _parse_text(col.text_input(label, value=text, help=help_text, key=key))
+            out[name] = _parse_text(col.text_input(label, value=text, help=help_text, key=key,
+                                                   placeholder=placeholder))
     return out
 
 
@@ -1293,3 +1315,39 @@ def call_or_error(fn: Callable[[], Any]) -> tuple[Any, bool]:
     except OceanLabError as exc:
         st.error(plain(exc))
         return None, False
+
+
+# --------------------------------------------------------------------------- map views
+
+
+def field_view(key: str, da: xr.DataArray) -> str:
+    """The switch between SSH, geostrophic speed and relative vorticity ζ/f
+    (:mod:`app.views`) for maps of ``da``; ``ssh`` (no switch) for a field that is not an
+    SSH. The choice is kept in ``key`` and shared by the Results and Compare pages."""
+    from app import views
+
+    offered = views.available(da)
+    if len(offered) == 1:
+        return offered[0]
+    if st.session_state.get(key) not in offered:
+        st.session_state[key] = offered[0]
+    return st.segmented_control(
+        "Show", offered, key=key, format_func=views.VIEW_LABELS.get,
+        help="the SSH, or the currents derived from it by geostrophy: the speed |u| and the "
+             "relative vorticity ζ/f (as the current scores rmse_u, rmse_v and "
+             "rmse_vorticity use them)") or offered[0]
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def view_limits(run_dir: str, mtime: float, view: str) -> tuple[float, float, float, float]:
+    """Colour limits of the truth and of the residual of ``view`` over the whole test
+    period of a run (:func:`field_limits` for the SSH), cached on the prediction's
+    modification time."""
+    from app import views
+
+    if view == "ssh":
+        return field_limits(run_dir, mtime)
+    pred = _prediction_cached(run_dir, mtime)
+    truth = views.derive(pred["truth"], view)
+    residual = views.derive(pred[reconstruction_name(pred)], view) - truth
+    return (*views.limits(view, truth), *views.residual_limits(view, residual))

@@ -22,12 +22,26 @@ import pandas as pd
 import streamlit as st
 import xarray as xr
 
-from app import figures, ui
+from app import figures, ui, views
 from backend.store import DIAGNOSTICS_FILE, HISTORY_FILE, PREDICTION_FILE, Run
 from backend.tuning import TUNING_CSV
 from metrics.scores import info as score_info
 from oceanlab_errors import OceanLabError, RunError
 
+#: Session key of the map view (SSH, speed, vorticity), shared with the Compare page.
+VIEW_KEY = "maps.view"
+VIEW_CAPTIONS = {
+    "ssh": "Truth, input and prediction share one colour scale, symmetric about zero and "
+           "covering the truth over the test period; the residual has its own symmetric "
+           "scale.",
+    "speed": "Geostrophic speed |u| = (g/f)|∇η| of each field (m/s), on one scale from 0 to "
+             "the 99.5th percentile of the truth's speed over the test period; the residual "
+             "is the difference of speeds. NaN next to land (centred differences).",
+    "vorticity": "Relative vorticity ζ/f of the geostrophic flow of each field (a local "
+                 "Rossby number: eddies are its blobs, cyclones positive in the north), on "
+                 "one symmetric scale (the 99.5th percentile of the truth's |ζ/f|); the "
+                 "residual is the difference of ζ/f. NaN next to land.",
+}
 #: Variables each task's prediction.nc must hold besides the prediction (others: truth).
 REQUIRED = {"interpolation": ("truth", "obs"), "forecast": ("truth", "initial"),
             "downscaling": ("truth", "coarse")}
@@ -128,41 +142,48 @@ def day_maps(pred: xr.Dataset, run: Run, units: str, *, inputs: str, title: str)
     rec_name = ui.reconstruction_name(pred)
     times = pd.DatetimeIndex(pred["time"].values)
     labels = ui.time_labels(times)
-    day = pick("Day of the test period", labels, "results.day")
+    left, right = st.columns([3, 2], vertical_alignment="bottom")
+    with right:
+        view = ui.field_view(VIEW_KEY, pred["truth"])
+    with left:
+        day = pick("Day of the test period", labels, "results.day")
     i = labels.index(day)
+    mtime = ui.file_mtime(run.path / PREDICTION_FILE)
+    label = views.quantity(view, pred["truth"], units)
 
     def build(i: int = i):
         mask = ui.ocean_mask(pred)
-        lo, hi, rlo, rhi = ui.field_limits(str(run.path),
-                                           ui.file_mtime(run.path / PREDICTION_FILE))
-        if inputs == "obs" and "obs" in pred:
+        lo, hi, rlo, rhi = ui.view_limits(str(run.path), mtime, view)
+        if inputs == "obs" and "obs" in pred and view == "ssh":
             panels = [figures.MapPanel(None, "Observations", obs=pred["obs"].isel(time=i),
                                        land_mask=mask)]
         elif inputs == "coarse" and "coarse" in pred:
             factor = pred.attrs.get("oceanlab_downscaling_factor")
             what = f"{factor}×{factor} block means" if factor else "block means"
-            panels = [figures.MapPanel(ui.on_lat_lon(pred["coarse"].isel(time=i)),
-                                       f"Coarse input ({what})")]
+            coarse = views.derive(ui.on_lat_lon(pred["coarse"].isel(time=i)), view)
+            panels = [figures.MapPanel(coarse, f"Coarse input ({what})")]
         else:
             panels = []
         return figures.comparison_maps_figure(
-            pred["truth"].isel(time=i), pred[rec_name].isel(time=i), inputs=panels,
+            views.derive(pred["truth"].isel(time=i), view),
+            views.derive(pred[rec_name].isel(time=i), view), inputs=panels,
             prediction_title=f"{title} ({rec_name})", limits=(lo, hi),
-            residual_limits=(rlo, rhi), land_mask=mask, units=units, suptitle=labels[i])
+            residual_limits=(rlo, rhi), land_mask=mask, units=units, suptitle=labels[i],
+            cmap=views.cmap(view), label=label)
 
     def key(j: int) -> tuple:
-        return ("day maps", *ui.run_stamp(run, PREDICTION_FILE), inputs, title, j)
+        return ("day maps", *ui.run_stamp(run, PREDICTION_FILE), inputs, title, view, j)
 
     ui.show_cached_figure(key(i), build)
     # the colour limits are read here, in the page's thread (NetCDF reading is not
     # thread-safe); the days drawn ahead then use the cached ones and arrays in memory
-    ui.field_limits(str(run.path), ui.file_mtime(run.path / PREDICTION_FILE))
+    ui.view_limits(str(run.path), mtime, view)
     # the next days (and the one before) are drawn while the user looks at this one
     ui.prefetch_figures([(key(j), lambda j=j: build(j))
                          for j in (i + 1, i + 2, i - 1) if 0 <= j < len(times)])
-    st.caption("Truth, input and prediction share one colour scale, symmetric about zero and "
-               "covering the truth over the test period; the residual has its own symmetric "
-               "scale.")
+    st.caption(VIEW_CAPTIONS[view] + (
+        " Observations are SSH points: they are drawn on the SSH view only."
+        if inputs == "obs" and view != "ssh" else ""))
     return times[i]
 
 
@@ -290,24 +311,29 @@ def forecast_maps(pred: xr.Dataset, run: Run, i: int, j: int, units: str, start:
     if "valid_time" in pred.coords:
         valid = ui.time_labels(pd.DatetimeIndex([pred["valid_time"].values[i, j]]))[0]
 
+    view = ui.field_view(VIEW_KEY, pred["truth"])
+
     def build():
         mask = ui.ocean_mask(pred)
-        lo, hi, rlo, rhi = ui.field_limits(str(run.path),
-                                           ui.file_mtime(run.path / PREDICTION_FILE))
-        initial = figures.MapPanel(pred["initial"].isel(time=i), f"Initial state ({start})",
-                                   land_mask=mask)
+        lo, hi, rlo, rhi = ui.view_limits(str(run.path),
+                                          ui.file_mtime(run.path / PREDICTION_FILE), view)
+        initial = figures.MapPanel(views.derive(pred["initial"].isel(time=i), view),
+                                   f"Initial state ({start})", land_mask=mask)
         return figures.comparison_maps_figure(
-            pred["truth"].isel(time=i, lead_time=j), pred[name].isel(time=i, lead_time=j),
+            views.derive(pred["truth"].isel(time=i, lead_time=j), view),
+            views.derive(pred[name].isel(time=i, lead_time=j), view),
             inputs=[initial],
             truth_title=f"Truth at the valid time{f' ({valid})' if valid else ''}",
             prediction_title=f"Forecast ({name})", limits=(lo, hi), residual_limits=(rlo, rhi),
-            land_mask=mask, units=units,
+            land_mask=mask, units=units, cmap=views.cmap(view),
+            label=views.quantity(view, pred["truth"], units),
             suptitle=f"start {start} · {lead}" + (f" · valid {valid}" if valid else ""))
 
     ui.show_cached_figure(("forecast maps", *ui.run_stamp(run, PREDICTION_FILE), i, j, units,
-                           start, lead), build)
+                           start, lead, view), build)
     st.caption("Truth, initial state and forecast share one colour scale covering the truth "
-               "over every start and lead; the residual has its own symmetric scale.")
+               "over every start and lead; the residual has its own symmetric scale."
+               + ("" if view == "ssh" else " " + VIEW_CAPTIONS[view].split(";")[0] + "."))
 
 
 def rmse_over_starts(diag: xr.Dataset | None, run: Run, j: int, units: str, lead: float,

@@ -19,12 +19,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import figures, ui
+from app import figures, ui, views
 from backend.store import DIAGNOSTICS_FILE, METRICS_FILE, PREDICTION_FILE, RUN_FILE, Run, RunStore
 from metrics.scores import info as score_info
 from oceanlab_errors import RunError
 
 RUNS_KEY = "compare.runs"
+#: The map view (SSH, speed, vorticity), shared with the Results page.
+VIEW_KEY = "maps.view"
 FILTERS = (("task", "Task"), ("model", "Model"), ("data", "Dataset"))
 
 
@@ -198,6 +200,15 @@ def manage_section(store: RunStore, table: pd.DataFrame, ids: list[str]) -> None
 # --------------------------------------------------------------------------- leaderboard
 
 
+def run_title(run: Run) -> str:
+    """A run's id, with its name when it has one (map titles, legends)."""
+    try:
+        name = run.info().get("name")
+    except Exception:  # noqa: BLE001 (read already; a race is not worth a crash)
+        name = None
+    return f"{run.id} · {name}" if isinstance(name, str) and name else run.id
+
+
 def stamps(runs: list[Run], *files: str) -> tuple:
     return tuple(ui.run_stamp(r, *files) for r in runs)
 
@@ -346,17 +357,27 @@ def maps_section(runs: list[Run], tasks: set[str]) -> None:
     chosen = list(preds.values())
     units = ui.as_text(first["truth"].attrs.get("units"))
     key = tuple(ui.run_stamp(r, PREDICTION_FILE) for r, _, _ in chosen)
+    view = ui.field_view(VIEW_KEY, first["truth"])
+    quantity = views.quantity(view, first["truth"], units)
 
     def build():
-        truth = day_field(chosen[0][1], "truth", day)
-        recs = {r.id: day_field(p, n, day) for r, p, n in chosen}
-        return figures.runs_day_figure(truth, recs, land_mask=ui.ocean_mask(chosen[0][1]),
-                                       units=units, suptitle=label)
+        truth = views.derive(day_field(chosen[0][1], "truth", day), view)
+        recs = {run_title(r): views.derive(day_field(p, n, day), view) for r, p, n in chosen}
+        residuals = [rec - truth for rec in recs.values()]
+        return figures.runs_day_figure(
+            truth, recs, land_mask=ui.ocean_mask(chosen[0][1]), units=units, suptitle=label,
+            cmap=views.cmap(view), label=quantity,
+            limits=views.limits(view, truth, *recs.values()) if view != "ssh" else None,
+            residual_limits=views.residual_limits(view, *residuals) if view != "ssh" else None)
 
-    ui.show_cached_figure(("compare day maps", key, label, units), build)
+    ui.show_cached_figure(("compare day maps", key, label, units, view), build)
     st.caption("Truth and every run on one shared colour scale; below, each run's residual "
                "(run − truth) on one shared scale." +
-               (" Forecasts: the first lead of the start date." if "forecast" in tasks else ""))
+               ({"speed": " Geostrophic speed (g/f)|∇η| of each field, from 0 to the 99.5th "
+                          "percentile of the day's speeds.",
+                 "vorticity": " Relative vorticity ζ/f of each field's geostrophic flow, on "
+                              "a symmetric scale (99.5th percentile of |ζ/f|)."}.get(view, ""))
+               + (" Forecasts: the first lead of the start date." if "forecast" in tasks else ""))
     if len(chosen) < 2:
         return
     st.markdown("**Difference between two runs**")
@@ -373,13 +394,15 @@ def maps_section(runs: list[Run], tasks: set[str]) -> None:
     (ra, pa, na), (rb, pb, nb) = preds[a], preds[b]
 
     def build_diff():
-        diff = (day_field(pa, na, day) - day_field(pb, nb, day)).where(ui.ocean_mask(pa))
-        lo, hi = figures.shared_limits(diff)
-        return figures.map_figure(diff, title=f"{a} − {b}", vmin=lo, vmax=hi,
-                                  land_mask=ui.ocean_mask(pa), units=units)
+        diff = (views.derive(day_field(pa, na, day), view)
+                - views.derive(day_field(pb, nb, day), view)).where(ui.ocean_mask(pa))
+        lo, hi = views.residual_limits(view, diff)
+        return figures.map_figure(diff, title=f"{run_title(ra)} − {run_title(rb)}", vmin=lo,
+                                  vmax=hi, land_mask=ui.ocean_mask(pa),
+                                  units=f"difference of {quantity}")
 
     ui.show_cached_figure(("compare difference", ui.run_stamp(ra, PREDICTION_FILE),
-                           ui.run_stamp(rb, PREDICTION_FILE), label, units), build_diff)
+                           ui.run_stamp(rb, PREDICTION_FILE), label, units, view), build_diff)
 
 
 # --------------------------------------------------------------------------- curves
@@ -420,10 +443,42 @@ def curves_section(runs: list[Run], units: str) -> None:
             rmse_label=ylabel, lead_label="lead"))
         st.caption("Forecast RMSE by lead (left) and skill against persistence (right; "
                    "above 0: better than holding the initial state).")
+    psd_overlay(runs)
     if not over_time and not by_lead:
         st.info("No curves: no chosen run has RMSE over time in its diagnostics.nc.")
     for line in missing:
         st.caption(f"No curves of {ui.plain(line)}")
+
+
+def psd_overlay(runs: list[Run]) -> None:
+    """Every run's PSD-score 0.5 contour on one (wavelength, period) plane, and their zonal
+    spectra over the truth's."""
+    contours, spectra, truth, km = {}, {}, None, None
+    for run in runs:
+        diag, _ = ui.diagnostics(run)
+        if diag is None or "psd_score" not in diag:
+            continue
+        title = run_title(run)
+        try:
+            contours[title] = ui.psd_contour(str(run.path), ui.diagnostics_mtime(run))
+        except Exception:  # noqa: BLE001 (a score without a 0.5 contour: the spectra still)
+            contours[title] = []
+        if "psd_x_rec" in diag:
+            spectra[title] = diag["psd_x_rec"]
+            truth = diag["psd_x_truth"] if truth is None and "psd_x_truth" in diag else truth
+        metrics, _ = ui.read_metrics(run)
+        lx, lkm = ui.as_number(metrics.get("lambda_x_deg")), ui.as_number(metrics.get("lambda_x_km"))
+        km = km or (lkm / lx if lx and lkm else None)
+    if not contours:
+        return
+    key = ("compare psd", tuple(ui.run_stamp(r, DIAGNOSTICS_FILE, RUN_FILE) for r in runs), km)
+    ui.show_cached_figure(key, lambda: figures.psd_overlay_figure(
+        contours, spectra, truth, km_per_degree=km))
+    st.caption("Left: where each run's PSD score (1 − PSD(run − truth) / PSD(truth)) crosses "
+               "0.5; a run resolves the scales above and right of its line, so the line "
+               "nearest the lower left corner resolves the finest scales (λx, λt). Right: "
+               "the zonal spectrum of each run against the truth's (dashed); a run below the "
+               "truth at short wavelengths is smoother than the truth.")
 
 
 # --------------------------------------------------------------------------- config, downloads
