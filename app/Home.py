@@ -47,6 +47,10 @@ def main() -> None:
     ui.page_link("pages/2_Experiment.py", "Experiment: set up and launch a run", icon="🧪")
     ui.page_link("pages/3_Results.py", "Results: maps, residuals and scores of a run", icon="🗺️")
     ui.page_link("pages/4_Runs.py", "Runs: every run, sortable; delete old ones", icon="📋")
+    ui.page_link("pages/5_Compare.py", "Compare: leaderboard, maps and curves of several runs; "
+                 "name, tag, report", icon="⚖️")
+    ui.page_link("pages/6_Present.py", "Present: large figures, one per screen, for a talk",
+                 icon="📽️")
 
     st.subheader("The same from the command line")
     st.code(

@@ -75,7 +75,7 @@ def test_bad_names_and_tags_are_one_line_errors_and_change_nothing(capsys, train
                                                                     message):
     runs, run_id = trained
     before = (runs / run_id / "run.json").read_text()
-    code, out, err = run_cli(capsys, *[a.format(id=run_id) for a in argv], "--runs-dir",
+    code, _out, err = run_cli(capsys, *[a.format(id=run_id) for a in argv], "--runs-dir",
                              str(runs))
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
