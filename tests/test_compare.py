@@ -223,8 +223,12 @@ def test_cli_report_is_one_self_contained_html_file(runs, store, tmp_path, capsy
     assert "<script" not in lowered and "<link" not in lowered and "url(" not in lowered
     assert all(i in text for i in ids)
     images = re.findall(r'<img [^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
-    assert len(images) == 1
-    assert base64.b64decode(images[0]).startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(images) == 3  # the maps, RMSE over time, the PSD contours and spectra
+    assert all(base64.b64decode(i).startswith(b"\x89PNG\r\n\x1a\n") for i in images)
+    alts = re.findall(r'<img [^>]*alt="([^"]+)"', text)
+    assert alts == ["maps of the runs on the same day", "RMSE over time of every run",
+                    "PSD score contours and zonal spectra of every run"]
+    assert "<h2>Curves</h2>" in text
     best = runs[int(np.argmin([r.metrics()["rmse"] for r in runs[:2]]))].metrics()["rmse"]
     assert f"<b>{best:.4g}*</b>" in text
     assert "<th>model.lt_days</th><td>3.0</td><td>6.0</td>" in text

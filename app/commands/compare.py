@@ -163,22 +163,91 @@ def _maps_section(runs) -> str:
         fields.append((run, at[rec.name], at.get("truth"), mask))
     parts = ["<h2>Maps</h2>"]
     if fields:
-        from app.figures import MapPanel, maps_figure, shared_limits
+        from app.figures import runs_day_figure
+        from app.views import quantity
 
         truth = fields[0][2]
-        lo, hi = shared_limits(*(f[1] for f in fields), truth)
         units = str(truth.attrs.get("units", "")) if truth is not None else ""
-        panels = []
-        if truth is not None:
-            panels.append(MapPanel(truth, "Truth", None, lo, hi, land_mask=fields[0][3],
-                                   units=units))
-        panels += [MapPanel(rec, run.id, None, lo, hi, land_mask=mask, units=units)
-                   for run, rec, _, mask in fields]
-        fig = maps_figure(panels, ncols=min(3, len(panels)),
-                          suptitle=f"{np.datetime_as_string(day, unit='D')}: one shared "
-                                   "colour scale")
+        shape = fields[0][1].shape
+        same = [f for f in fields if f[1].shape == shape]
+        notes += [f"{f[0].id}: no map (another grid)" for f in fields if f[1].shape != shape]
+        fig = runs_day_figure(
+            truth, {_title(run): rec for run, rec, _, _ in same}, land_mask=fields[0][3],
+            units=units, label=quantity("ssh", truth, units) if truth is not None else units,
+            suptitle=f"{np.datetime_as_string(day, unit='D')}: one shared colour scale, "
+                     "residuals below")
         parts.append(f"<p>Day {html.escape(str(day)[:10])}.</p>")
         parts.append(_png_tag(fig, "maps of the runs on the same day"))
+    parts += [f"<p>{html.escape(n)}</p>" for n in notes]
+    return "\n".join(parts)
+
+
+def _title(run) -> str:
+    """A run's id, with its name when it has one."""
+    name = run.info().get("name")
+    return f"{run.id} · {name}" if isinstance(name, str) and name else run.id
+
+
+def _curves_section(runs) -> str:
+    """RMSE over time of every run on one axis, every run's PSD-score 0.5 contour and zonal
+    spectrum, and for forecasts RMSE and skill by lead (from each run's diagnostics.nc)."""
+    import html
+
+    import numpy as np
+    import pandas as pd
+
+    from app import figures
+    from metrics.mapping import psd_score_contour
+
+    over_time, contours, spectra, truth_psd, by_lead, skill, notes = {}, {}, {}, None, {}, {}, []
+    for run in runs:
+        try:
+            diag = run.diagnostics()
+        except Exception as exc:  # noqa: BLE001 (a damaged file: the other runs still)
+            notes.append(f"{run.id}: no curves ({str(exc).splitlines()[0] if str(exc) else exc})")
+            continue
+        if diag is None:
+            notes.append(f"{run.id}: no diagnostics.nc")
+            continue
+        title = _title(run)
+        rmse = diag.get("rmse_t")
+        if rmse is not None and "time" in rmse.dims:
+            rmse = rmse.mean([d for d in rmse.dims if d != "time"]) if rmse.ndim > 1 else rmse
+            over_time[title] = pd.Series(np.asarray(rmse.values, "float64"),
+                                         index=pd.DatetimeIndex(rmse["time"].values), name=title)
+        if "psd_score" in diag:
+            try:
+                contours[title] = psd_score_contour(diag["psd_score"], 0.5)
+            except Exception:  # noqa: BLE001 (no 0.5 contour: the spectra still)
+                contours[title] = []
+            if "psd_x_rec" in diag:
+                spectra[title] = diag["psd_x_rec"]
+                if truth_psd is None and "psd_x_truth" in diag:
+                    truth_psd = diag["psd_x_truth"]
+        for var, out in (("rmse_forecast", by_lead), ("skill_persistence", skill)):
+            if var in diag and diag[var].dims == ("lead_time",):
+                lead = np.asarray(diag["lead_time"].values)
+                if np.issubdtype(lead.dtype, np.timedelta64):
+                    lead = lead / np.timedelta64(1, "D")
+                out[title] = pd.Series(np.asarray(diag[var].values, "float64"), index=lead,
+                                       name=title)
+    parts = ["<h2>Curves</h2>"]
+    if over_time:
+        parts.append(_png_tag(figures.timeseries_figure(over_time, ylabel="RMSE",
+                                                        title="RMSE over time"),
+                              "RMSE over time of every run"))
+    if contours:
+        parts.append(_png_tag(figures.psd_overlay_figure(contours, spectra, truth_psd),
+                              "PSD score contours and zonal spectra of every run"))
+        parts.append("<p>Left: where each run's PSD score crosses 0.5 (it resolves the scales "
+                     "above and right of its line). Right: zonal spectra against the truth's "
+                     "(dashed).</p>")
+    if by_lead:
+        parts.append(_png_tag(figures.lead_curves_figure(
+            by_lead, {f"{k} vs persistence": v for k, v in skill.items()},
+            rmse_label="RMSE", lead_label="lead"), "forecast RMSE and skill by lead"))
+    if len(parts) == 1:
+        parts.append("<p>No run has curves in its diagnostics.nc.</p>")
     parts += [f"<p>{html.escape(n)}</p>" for n in notes]
     return "\n".join(parts)
 
@@ -251,6 +320,7 @@ def report_html(runs) -> str:
         except OceanLabError as exc:
             parts.append(f"<p>{esc(str(exc))}</p>")
     parts.append(_maps_section(runs))
+    parts.append(_curves_section(runs))
     parts.append("<h2>Configs</h2>")
     for run in runs:
         config = run.info().get("config") or {}
