@@ -1269,7 +1269,8 @@ def dataset_picker(
     """
     remembered = st.session_state.get(DATASET_KEY)
     builtin = str(paths.builtin_dataset_path())
-    choices = {"builtin": "Built-in OSSE (Gulf Stream box)", "path": "NetCDF file or glob"}
+    choices = {"builtin": "Built-in OSSE (Gulf Stream box)", "path": "NetCDF file or glob",
+               "upload": "Upload a file"}
     initial = 1 if remembered and remembered != builtin else 0
     source = st.radio("Dataset", list(choices), format_func=choices.get, index=initial,
                       horizontal=True, key=f"{key_prefix}.source")
@@ -1277,6 +1278,9 @@ def dataset_picker(
         st.caption(literal(builtin))
         return "builtin", builtin
     from oceanlab_errors import DataError
+
+    if source == "upload":
+        return "upload", upload_picker(key_prefix)
 
     roots = paths.data_roots()
     example = roots[0] if roots else Path("/data")
@@ -1295,6 +1299,39 @@ def dataset_picker(
     except DataError as exc:
         st.error(plain(exc))
         return "path", None
+
+
+def upload_picker(key_prefix: str) -> str | None:
+    """A NetCDF file uploaded from the browser, stored by :func:`backend.paths.save_upload`
+    in the workspace's ``uploads/`` folder under a generated name (never the user's); the
+    stored path, or None (nothing uploaded, or refused: the page has said why)."""
+    from oceanlab_errors import DataError
+
+    limit = paths.upload_limit_mb()
+    upload = st.file_uploader(
+        f"NetCDF file (at most {limit} MB)", type=["nc", "nc4", "netcdf", "cdf", "h5"],
+        key=f"{key_prefix}.upload", max_upload_size=limit,
+        help=f"stored in {paths.uploads_dir()} under a name made from its content; larger "
+             "files: put them under a data root and type their path")
+    st.caption(f"Uploads of at most {limit} MB ({literal(paths.UPLOAD_MAX_ENV)}) are stored "
+               f"in {literal(paths.uploads_dir())} under a generated name.")
+    if upload is None:
+        remembered = st.session_state.get(DATASET_KEY)
+        if remembered and Path(remembered).parent == paths.uploads_dir().resolve():
+            return remembered  # the file uploaded before, on another page
+        return None
+    saved = st.session_state.setdefault("_uploads", {})
+    ident = (upload.file_id, upload.name, upload.size)
+    if ident not in saved:
+        try:
+            upload.seek(0)
+            saved[ident] = str(paths.save_upload(upload, upload.name, limit))
+        except DataError as exc:
+            st.error(plain(exc))
+            return None
+    path = saved[ident]
+    st.caption(f"{plain(upload.name)} → {literal(path)}")
+    return path
 
 
 def remember_dataset(path: str | None) -> None:

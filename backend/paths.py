@@ -34,6 +34,12 @@ def cache_dir() -> Path:
     return home() / "cache"
 
 
+def uploads_dir() -> Path:
+    """Where files uploaded in the dashboard are stored, under generated names; a path in
+    it is accepted like one under the data roots (nothing else writes there)."""
+    return home() / "uploads"
+
+
 def builtin_dataset_path(seed: int = 0) -> Path:
     return datasets_dir() / BUILTIN_NAME.format(seed=seed)
 
@@ -144,6 +150,7 @@ def check_user_path(text: str | None) -> str:
     raw = str(text or "").strip()
     roots = data_roots()
     shown = ", ".join(str(r) for r in roots) or "none configured"
+    roots = [*roots, uploads_dir().resolve()]  # the dashboard's own uploads
     if not raw:
         raise DataError(f"no dataset path given: type a NetCDF file or glob under the data "
                         f"roots ({shown})")
@@ -173,3 +180,75 @@ def check_user_path(text: str | None) -> str:
     if _inside(resolved, roots) or resolved == _regular_file(builtin_dataset_path()):
         return str(resolved)
     raise refused
+
+
+# --------------------------------------------------------------------------- uploads
+
+#: Environment variable: the largest file the dashboard accepts as an upload (MB, 2**20 B).
+UPLOAD_MAX_ENV = "OCEANLAB_UPLOAD_MAX_MB"
+#: Default upload limit (MB); Streamlit's own ``server.maxUploadSize`` is set to the same.
+UPLOAD_MAX_MB = 1024
+#: First bytes of the files an upload may be: NetCDF classic/64-bit/CDF5, and HDF5 (NetCDF-4).
+_NETCDF_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
+
+
+def upload_limit_mb() -> int:
+    """The upload limit in MB: ``OCEANLAB_UPLOAD_MAX_MB`` (a positive whole number), else
+    :data:`UPLOAD_MAX_MB`."""
+    text = os.environ.get(UPLOAD_MAX_ENV, "").strip()
+    try:
+        value = int(text) if text else UPLOAD_MAX_MB
+    except ValueError:
+        value = UPLOAD_MAX_MB
+    return value if value > 0 else UPLOAD_MAX_MB
+
+
+def save_upload(fileobj, name: str, limit_mb: int | None = None) -> Path:
+    """Store an uploaded file in :func:`uploads_dir` under a generated name and return it.
+
+    The name is ``upload-<first 16 hex digits of its SHA-256>.nc``: the user's file name is
+    never used as a path (only in messages), and the same file uploaded twice is stored
+    once. The bytes are copied in blocks, counting: more than ``limit_mb`` MB (default
+    :func:`upload_limit_mb`) is refused whatever size the browser announced, as is a file
+    that is not NetCDF or HDF5 by its first bytes. Nothing is left behind by a refusal.
+
+    Raises
+    ------
+    DataError : ``"NAME: ..."`` (one line) for a file over the limit, empty, or not NetCDF.
+    """
+    import hashlib
+    import tempfile
+
+    shown = (name if str(name).isprintable() else repr(name)) or "upload"
+    limit = (limit_mb or upload_limit_mb()) * 2**20
+    folder = uploads_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=folder)
+    digest, size, head = hashlib.sha256(), 0, b""
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while True:
+                block = fileobj.read(1 << 20)
+                if not block:
+                    break
+                size += len(block)
+                if size > limit:
+                    raise DataError(f"{shown}: larger than the upload limit of "
+                                    f"{limit // 2**20} MB ({UPLOAD_MAX_ENV}); put the file "
+                                    f"under a data root and type its path instead")
+                if len(head) < 8:
+                    head += block[: 8 - len(head)]
+                digest.update(block)
+                out.write(block)
+        if size == 0:
+            raise DataError(f"{shown}: the uploaded file is empty")
+        if not head.startswith(_NETCDF_MAGIC):
+            raise DataError(f"{shown}: not a NetCDF or HDF5 file (its first bytes are "
+                            f"{head[:4]!r})")
+        target = folder / f"upload-{digest.hexdigest()[:16]}.nc"
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+        return target.resolve()
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
