@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
+import xarray as xr
 
 from app import figures, ui
 from backend import paths
@@ -78,11 +79,9 @@ def show_summary(ds) -> None:
         for name, v in summary["variables"].items()
     ])
     st.dataframe(table, hide_index=True, width="stretch")
-    if ds.attrs.get("oceanlab_notes"):
-        st.caption("Notes: " + ui.plain(ds.attrs["oceanlab_notes"]))
 
 
-def show_map(ds, path: str) -> None:
+def show_map(ds, path: str) -> str:
     """A map of one variable on one day, with observations overlaid as points."""
     variables = ui.data_variables(ds)
     default = ds.attrs.get("oceanlab_truth_var")
@@ -123,6 +122,62 @@ def show_map(ds, path: str) -> None:
                      "land from the data's own mask (Natural Earth coastlines are not "
                      "installed; nothing is downloaded)")
         st.caption(" · ".join(notes))
+    return overlay
+
+
+@st.cache_data(max_entries=8, show_spinner="Counting the observations…")
+def coverage(path: str, mtime: float, var: str) -> tuple[pd.Series, xr.DataArray]:
+    """Observed cells of ``var`` per time step, and the fraction of steps observing each
+    cell (the file read lazily, one time chunk at a time), cached on the file's
+    modification time."""
+    ds = ui.open_cached(path)  # cached on the same modification time
+    seen = ds[var].notnull()
+    counts = seen.sum(("lat", "lon")).compute()
+    fraction = seen.mean("time").compute()
+    fraction = fraction.where(ds["mask"]).assign_attrs(units="fraction of time steps")
+    return (pd.Series(counts.values.astype(int), index=pd.DatetimeIndex(ds["time"].values),
+                      name=var), fraction)
+
+
+def show_coverage(ds, path: str, overlay: str) -> None:
+    """How much the observations cover: observed cells per time step and, on a map, the
+    share of time steps observing each cell."""
+    if overlay == NO_OVERLAY:
+        st.caption("Choose an observation variable (Observations overlaid, above) to see its "
+                   "coverage.")
+        return
+    mtime = ui.file_mtime(path)
+    counts, fraction = coverage(path, mtime, overlay)
+    ocean = int(ds["mask"].sum())
+    left, right = st.columns(2)
+    with left:
+        ui.show_cached_figure(
+            ("data coverage counts", str(path), mtime, overlay),
+            lambda: figures.timeseries_figure({overlay: counts},
+                                              ylabel="observed cells",
+                                              title=f"{overlay}: observed cells per step"))
+    with right:
+        ui.show_cached_figure(
+            ("data coverage map", str(path), mtime, overlay),
+            lambda: figures.map_figure(fraction, title=f"{overlay}: share of steps observed",
+                                       cmap="viridis", vmin=0.0,
+                                       vmax=max(float(fraction.max()), 1e-6),
+                                       land_mask=ds["mask"], units="fraction of steps"))
+    share = counts.mean() / ocean if ocean else 0.0
+    st.caption(ui.plain(
+        f"{counts.sum():,} observed cells in all; {counts.mean():.0f} per step on average "
+        f"({share:.1%} of the {ocean:,} ocean cells), from {counts.min():,} to "
+        f"{counts.max():,}; {int((counts == 0).sum())} steps without any observation."))
+
+
+def show_loader_notes(ds) -> None:
+    """What the loader changed in the file (renamed coordinates, flipped latitude, masked
+    fill values, converted units, the cut region and period), one line each."""
+    notes = [n for n in str(ds.attrs.get("oceanlab_notes") or "").split("; ") if n]
+    if not notes:
+        st.caption("The loader changed nothing: the file is used as it is.")
+        return
+    st.markdown("\n".join(f"- {ui.plain(n)}" for n in notes))
 
 
 def main() -> None:
@@ -142,9 +197,13 @@ def main() -> None:
         return
     ui.remember_dataset(path)
     st.subheader("Map")
-    show_map(ds, path)
+    overlay = show_map(ds, path)
+    st.subheader("Observation coverage")
+    show_coverage(ds, path, overlay)
     st.subheader("Summary")
     show_summary(ds)
+    st.subheader("What the loader changed")
+    show_loader_notes(ds)
 
 
 main()
