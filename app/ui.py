@@ -253,18 +253,8 @@ def _figure_export(key: tuple, fmt: str, _build: Callable[[], Figure]) -> bytes:
 def downloads_section(run: Run, key_prefix: str) -> None:
     """Downloads of what the page shows: any of its figures as PNG (presentation
     resolution) or PDF, the scores as CSV, the prediction as NetCDF."""
-    drawn = st.session_state.get(DRAWN_KEY) or {}
     st.subheader("Downloads")
-    cols = st.columns(3)
-    if drawn:
-        name = cols[0].selectbox("Figure", sorted(drawn), key=f"{key_prefix}.figure")
-        fmt = cols[1].radio("Format", ["png", "pdf"], horizontal=True, key=f"{key_prefix}.fmt")
-        fig_key, build = drawn[name]
-        safe = "".join(c if c.isalnum() else "-" for c in name).strip("-") or "figure"
-        cols[2].download_button(  # made when clicked, not on every run of the page
-            f"Download {fmt.upper()}", lambda: _figure_export(fig_key, fmt, build),
-            file_name=f"{run.id}-{safe}.{fmt}", key=f"{key_prefix}.download_figure",
-            mime="application/pdf" if fmt == "pdf" else "image/png")
+    figure_downloads(key_prefix, run.id)
     metrics, _ = read_metrics(run)
     cols = st.columns(2)
     cols[0].download_button(
@@ -284,6 +274,23 @@ def downloads_section(run: Run, key_prefix: str) -> None:
         st.download_button(
             "Animation for slides (GIF: truth, reconstruction, residual)", animation,
             file_name=f"{run.id}.gif", mime="image/gif", key=f"{key_prefix}.animation")
+
+
+def figure_downloads(key_prefix: str, file_prefix: str) -> None:
+    """Any figure this run of the page drew, as PNG (presentation resolution,
+    :data:`EXPORT_DPI`) or PDF, made when the button is clicked."""
+    drawn = st.session_state.get(DRAWN_KEY) or {}
+    if not drawn:
+        return
+    cols = st.columns(3)
+    name = cols[0].selectbox("Figure", sorted(drawn), key=f"{key_prefix}.figure")
+    fmt = cols[1].radio("Format", ["png", "pdf"], horizontal=True, key=f"{key_prefix}.fmt")
+    fig_key, build = drawn[name]
+    safe = "".join(c if c.isalnum() else "-" for c in name).strip("-") or "figure"
+    cols[2].download_button(  # made when clicked, not on every run of the page
+        f"Download {fmt.upper()}", lambda: _figure_export(fig_key, fmt, build),
+        file_name=f"{file_prefix}-{safe}.{fmt}", key=f"{key_prefix}.download_figure",
+        mime="application/pdf" if fmt == "pdf" else "image/png")
 
 
 def run_stamp(run: Run, *files: str) -> tuple:

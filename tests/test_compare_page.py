@@ -124,7 +124,10 @@ def test_two_runs_leaderboard_bootstrap_maps_config_and_report(store, made_runs,
     assert not at.exception
 
     labels = {b.proto.label for b in at.get("download_button")}
-    assert {"Download the report (HTML)", "Leaderboard (CSV)"} <= labels
+    assert {"Download the report (HTML)", "Leaderboard (CSV)", "Download PNG"} <= labels
+    figures_offered = at.selectbox(key="compare.downloads.figure").options
+    assert {"compare day maps", "compare difference", "compare rmse over time",
+            "compare psd"} <= set(figures_offered)
     html = [d for m, _, d in reports if m == "text/html"]
     assert html
     report = html[-1].decode() if isinstance(html[-1], bytes) else html[-1]

@@ -505,6 +505,7 @@ def config_section(runs: list[Run]) -> None:
 
 def downloads_section(runs: list[Run], table: pd.DataFrame | None) -> None:
     st.subheader("Downloads")
+    ui.figure_downloads("compare.downloads", "oceanlab-compare")
     left, right = st.columns(2)
     try:
         report = _report(stamps(runs, RUN_FILE, PREDICTION_FILE, METRICS_FILE))
