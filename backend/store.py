@@ -462,21 +462,24 @@ class RunStore:
     def delete(self, run_id: str) -> None:
         """Delete one run folder (a valid id inside the store, holding a run.json).
 
-        A queued or running run is refused (RunError: cancel it first), so that a worker
-        never loses the folder it writes to; an unreadable run can be deleted."""
+        A run being executed (its worker holds the run's writer lock, or it is recorded
+        running and its worker is alive) is refused (RunError: cancel it first), so that a
+        worker never loses the folder it writes to. A queued run leaves the queue (workers
+        skip a deleted entry); an unreadable run can be deleted."""
         run = self.get(run_id)
         try:
             status = run.info().get("status")
         except RunError:
             status = None  # damaged: deleting it is how the user gets rid of it
-        if status in ("queued", "running"):
+        if status == "running":
             from backend.liveness import refresh
 
             try:
                 status = refresh(run).get("status")  # a lost worker's run is failed now
             except RunError:
                 status = None
-        if status in ("queued", "running"):
-            raise RunError(f"run {run_id} is {status}: cancel it first "
+        if status == "running" or records.lock_state_file(
+                run.path / records.LOCK_FILE) == "held":
+            raise RunError(f"run {run_id} is {status or 'being executed'}: cancel it first "
                            f"(python -m app cancel {run_id})")
         shutil.rmtree(run.path)
