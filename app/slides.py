@@ -46,7 +46,7 @@ TITLE_SIZE = 26
 #: page, not a room) are scaled by ``FONT_SIZE / 9``; the latitude and longitude labels of
 #: maps are :data:`GRID_LABEL_SIZE`.
 SMALL = 12.0
-GRID_LABEL_SIZE = 12
+GRID_LABEL_SIZE = 14
 #: Rows of a table slide (more rows: more slides).
 TABLE_ROWS = 10
 #: Matplotlib settings of every slide figure.
@@ -120,6 +120,8 @@ def enlarge_grid_labels(fig: Figure) -> None:
     """The latitude and longitude labels of cartopy maps at :data:`GRID_LABEL_SIZE` points
     (they are made at the first draw, from these styles)."""
     for ax in fig.get_axes():
+        if hasattr(ax, "projection"):  # a map: its degree ticks (app.figures._degree_ticks)
+            ax.tick_params(labelsize=GRID_LABEL_SIZE)
         for gl in [a for a in ax.artists if hasattr(a, "xlabel_style")]:  # Gridliner
             gl.xlabel_style = {**(gl.xlabel_style or {}), "size": GRID_LABEL_SIZE}
             gl.ylabel_style = {**(gl.ylabel_style or {}), "size": GRID_LABEL_SIZE}

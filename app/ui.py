@@ -181,7 +181,27 @@ def _figure_png(key: tuple, _build: Callable[[], Figure]) -> bytes:
         fig.savefig(buffer, format="png", dpi=FIGURE_DPI, bbox_inches="tight")
     finally:
         plt.close(fig)
-    return buffer.getvalue()
+    return _fit_width(buffer.getvalue())
+
+
+#: Widest image Streamlit shows as it is; a wider one it shrinks and re-encodes on every
+#: run of the page (0.1–0.2 s per figure), so cached figures are shrunk once, here.
+DISPLAY_MAX_PX = 1460
+
+
+def _fit_width(png: bytes, max_px: int = DISPLAY_MAX_PX) -> bytes:
+    """``png`` shrunk (Lanczos) to at most ``max_px`` pixels wide; unchanged when narrower.
+    Downloads are drawn again at :data:`EXPORT_DPI`, never from this."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        if image.width <= max_px:
+            return png
+        height = max(1, round(image.height * max_px / image.width))
+        small = image.resize((max_px, height), Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        small.save(out, format="PNG", optimize=False)
+    return out.getvalue()
 
 
 def show_cached_figure(key: tuple, build: Callable[[], Figure]) -> None:
@@ -889,7 +909,7 @@ def _active_run_row(run_store: RunStore, item: Any, key_prefix: str, busy: int,
                 left.line_chart(curve, x_label="epoch", y_label="loss", height=140)
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading prediction…")
+@st.cache_resource(max_entries=12, show_spinner=False)  # Compare shows up to ~10 runs
 def _prediction_cached(run_dir: str, mtime: float) -> xr.Dataset:
     return Run(Path(run_dir)).prediction()
 
@@ -936,7 +956,7 @@ def headline_keys(task: str | None) -> tuple[str, ...]:
         return tuple(Task.headline_scores)
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
+@st.cache_resource(max_entries=32, show_spinner=False)  # Compare: every chosen run's
 def _diagnostics_cached(run_dir: str, mtime: float) -> xr.Dataset | None:
     return Run(Path(run_dir)).diagnostics()
 

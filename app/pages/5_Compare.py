@@ -12,6 +12,7 @@ report and the leaderboard as CSV. Scores, differences and the bootstrap come fr
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -507,15 +508,20 @@ def downloads_section(runs: list[Run], table: pd.DataFrame | None) -> None:
     st.subheader("Downloads")
     ui.figure_downloads("compare.downloads", "oceanlab-compare")
     left, right = st.columns(2)
-    try:
-        report = _report(stamps(runs, RUN_FILE, PREDICTION_FILE, METRICS_FILE))
-    except Exception as exc:  # noqa: BLE001 (a damaged run: no report, the page goes on)
-        left.error(ui.plain(f"No report: {ui.first_line(str(exc)) or type(exc).__name__}"))
-    else:
-        left.download_button("Download the report (HTML)", report, file_name="oceanlab-report.html",
-                             mime="text/html", key="compare.report",
-                             help="one self-contained file: leaderboard, config differences, "
-                                  "bootstrap, maps, each run's config")
+    key = stamps(runs, RUN_FILE, PREDICTION_FILE, METRICS_FILE, DIAGNOSTICS_FILE)
+
+    def report() -> bytes:  # written when clicked (2–3 s for ten runs), not on every render
+        try:
+            return _report(key)
+        except Exception as exc:  # noqa: BLE001 (a damaged run: say so in the file)
+            why = ui.first_line(str(exc)) or type(exc).__name__
+            return (f"<!DOCTYPE html><html><body><p>No report: {html.escape(why)}</p>"
+                    "</body></html>").encode()
+
+    left.download_button("Download the report (HTML)", report, file_name="oceanlab-report.html",
+                         mime="text/html", key="compare.report",
+                         help="one self-contained file: leaderboard, config differences, "
+                              "bootstrap, maps, curves, each run's config")
     if table is not None:
         scores = [c for c in table.columns if not c.endswith("_best")]
         right.download_button("Leaderboard (CSV)", table[scores].to_csv(index=False).encode(),
