@@ -29,6 +29,12 @@ The reconstruction is scored on the reference's grid and over the times both fil
 ``prediction.nc`` looks like a run's (the reconstruction named like the truth variable,
 ``truth``, ``obs`` when the reference names one, ``mask``), so that the Results and Compare
 pages show it beside the runs.
+
+:func:`evaluate_tracks` scores a gridded reconstruction against along-track observations
+instead of a gridded reference (``evaluate --tracks``, issue 11: the real-altimetry data
+challenge 2021a, one mission held out): the map is interpolated onto the observations' points
+and times, and the scores are :mod:`metrics.alongtrack`'s (``rmse_alongtrack``,
+``mu_alongtrack``, ``sigma_alongtrack``, ``lambda_x_alongtrack_km``, ``n_alongtrack``).
 """
 
 from __future__ import annotations
@@ -246,6 +252,144 @@ def evaluate(ref_path: str | Path, pred_path: str | Path, var_ref: str | None = 
                       area_weighting_option=area_weighting)
 
 
+@dataclass
+class TrackEvaluation:
+    """What :func:`evaluate_tracks` finds.
+
+    Attributes
+    ----------
+    scores : the keys of :data:`metrics.alongtrack.SCORE_KEYS` (float, int or None) and
+        ``notes`` ({key: why it is None}).
+    missions : the missions of the observations read (sorted).
+    period : first and last time of the scored observations (text).
+    n_read : observations read inside the map's latitudes and period (before the map's
+        land and edges remove some); ``scores["n_alongtrack"]`` are those scored.
+    """
+
+    tracks: str
+    pred: str
+    var_tracks: str
+    var_pred: str
+    scores: dict
+    missions: list[str]
+    period: tuple[str, str]
+    n_read: int
+    segment_km: float
+    notes: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+#: Along-track variables of the 2021a OSE files combined by ``evaluate --tracks --adt``:
+#: the challenge's reference for maps of absolute dynamic topography
+#: (``interp_on_alongtrack``: ``sla_unfiltered + mdt − lwe``).
+ADT_TERMS: tuple[tuple[str, float], ...] = (("sla_unfiltered", 1.0), ("mdt", 1.0), ("lwe", -1.0))
+
+
+def _read_adt_tracks(tracks_spec: str, read_tracks, kwargs: dict) -> xr.Dataset:
+    """``sla_unfiltered + mdt − lwe`` of the along-track files, at the points where all three
+    are defined (matched on time, position and mission)."""
+    from data.alongtrack import parse_obs_spec
+
+    pattern, named = parse_obs_spec(tracks_spec)
+    if named is not None:
+        raise DataError(f"--tracks {tracks_spec}: --adt combines "
+                        f"{' + '.join(n for n, _ in ADT_TERMS[:2])} − {ADT_TERMS[2][0]}; give "
+                        f"the files without :{named}")
+    keys = ["time", "lat", "lon", "mission"]
+    merged, first = None, None
+    for name, sign in ADT_TERMS:
+        part = read_tracks(pattern, name, **kwargs)
+        first = part if first is None else first
+        frame = pd.DataFrame({k: part[k].values for k in keys})
+        frame[name] = sign * part["value"].values
+        merged = frame if merged is None else merged.merge(frame, on=keys, how="inner")
+    if merged.empty:
+        raise DataError(f"--tracks {tracks_spec}: no point where "
+                        f"{', '.join(n for n, _ in ADT_TERMS)} are all defined")
+    merged = merged.sort_values("time", kind="stable")
+    value = merged[[n for n, _ in ADT_TERMS]].sum(axis=1).to_numpy(np.float64)
+    attrs = {k: v for k, v in first["value"].attrs.items() if k == "units"}
+    attrs.update(long_name="sla_unfiltered + mdt - lwe",
+                 source_variable="sla_unfiltered+mdt-lwe")
+    return xr.Dataset({"value": ("obs", value, attrs)},
+                      coords={k: ("obs", merged[k].to_numpy()) for k in keys},
+                      attrs=dict(first.attrs))
+
+
+def evaluate_tracks(tracks_spec: str, pred_path: str | Path, var_tracks: str | None = None,
+                    var_pred: str | None = None, segment_km: float = 1000.0,
+                    adt: bool = False) -> TrackEvaluation:
+    """Score the gridded reconstruction in ``pred_path`` against along-track observations
+    (``tracks_spec``: a file or glob that :func:`data.alongtrack.read_tracks`
+    reads, e.g. the 2021a OSE's ``dt_gulfstream_c2_phy_l3_*.nc``) at the observations'
+    points and times, with :func:`metrics.alongtrack.alongtrack_scores` (definitions of the
+    2021a SSH mapping OSE data challenge: along-track RMSE, µ and σ over daily bins, λx from
+    the along-track spectral score over ``segment_km`` windows).
+
+    The prediction's variable is chosen as in :func:`evaluate`; only the observations
+    within the prediction's box and period are read, converted to its ``units`` when it
+    has them. The observed value is the along-track variable as it is (``var_tracks``, else
+    the reader's choice: ``sla_unfiltered`` in the 2021a files), for maps of sea level
+    anomaly; with ``adt`` it is ``sla_unfiltered + mdt − lwe`` (:data:`ADT_TERMS`), the
+    challenge's reference for maps of absolute dynamic topography such as its own
+    ``dc_maps``. DataError (one line) when nothing can be scored.
+    """
+    from data.alongtrack import read_tracks
+    from data.canonical import open_dataset
+    from data.tasks.base import refuse_fill_values
+    from metrics.alongtrack import alongtrack_scores
+
+    tic = time.perf_counter()
+    pred_label = str(pred_path)
+    if not (segment_km > 0):
+        raise DataError(f"--segment-km {segment_km}: expected a length in km > 0")
+    pred_ds = open_dataset(pred_path)
+    var_pred = choose_variable(pred_ds, var_pred, pred_label, "--var-pred",
+                               ("oceanlab_reconstruction_var", "oceanlab_truth_var"))
+    rec = pred_ds[var_pred]
+    refuse_fill_values(rec, var_pred, pred_label)
+    rec = rec.transpose("time", "lat", "lon").astype(np.float64).load()
+    t = pd.DatetimeIndex(rec["time"].values)
+    lat = rec["lat"].values
+    units = rec.attrs.get("units")
+    lon = rec["lon"].values
+    kwargs = {"lat_range": (float(np.min(lat)), float(np.max(lat))),
+              "lon_range": (float(np.min(lon)), float(np.max(lon))),
+              "period": (t.min().isoformat(), t.max().isoformat())}
+    if isinstance(units, str) and units.strip():
+        kwargs["target_units"] = units
+    if adt:
+        if var_tracks is not None:
+            raise DataError(f"--var-ref {var_tracks}: --adt combines the along-track "
+                            f"variables itself (sla_unfiltered + mdt − lwe)")
+        tracks = _read_adt_tracks(tracks_spec, read_tracks, kwargs)
+    else:
+        tracks = read_tracks(tracks_spec, var_tracks, **kwargs)
+    n_read = int(tracks.sizes.get("obs", 0))
+    var_tracks = str(tracks["value"].attrs.get("source_variable") or var_tracks or "value")
+    if n_read == 0:
+        raise DataError(f"--tracks {tracks_spec} and {pred_label}: no along-track observation "
+                        f"within the prediction's box (lon {_range_text(lon)}, lat "
+                        f"{_range_text(lat)}) and period ({_time_text(t.min())}/"
+                        f"{_time_text(t.max())})")
+    scores = alongtrack_scores(rec, tracks, segment_km=segment_km)
+    if not scores["n_alongtrack"]:
+        raise DataError(f"--tracks {tracks_spec} and {pred_label}: none of the {n_read} "
+                        f"observations read falls where the prediction has a value (lon "
+                        f"{_range_text(rec['lon'].values)}, lat {_range_text(lat)}, "
+                        f"{_time_text(t.min())}/{_time_text(t.max())}; land and the edges of "
+                        f"the box and period are not scored)")
+    missions = sorted({str(m) for m in np.unique(tracks["mission"].values)}) \
+        if "mission" in tracks.variables else []
+    times = tracks["time"].values
+    period = (_time_text(pd.Timestamp(times.min())), _time_text(pd.Timestamp(times.max())))
+    return TrackEvaluation(tracks=str(tracks_spec), pred=pred_label, var_tracks=var_tracks,
+                           var_pred=var_pred, scores=scores, missions=missions, period=period,
+                           n_read=n_read, segment_km=float(segment_km),
+                           notes=dict(scores.get("notes") or {}),
+                           seconds=round(time.perf_counter() - tic, 3))
+
+
 def _prediction_dataset(rec: xr.DataArray, truth: xr.DataArray, mask: xr.DataArray,
                         ref_ds: xr.Dataset, var_ref: str, times: pd.DatetimeIndex,
                         pred_label: str, var_pred: str) -> xr.Dataset:
@@ -316,4 +460,5 @@ def import_evaluation(ev: Evaluation, store) -> object:
     return run
 
 
-__all__ = ["EXTERNAL_MODEL", "Evaluation", "choose_variable", "evaluate", "import_evaluation"]
+__all__ = ["ADT_TERMS", "EXTERNAL_MODEL", "Evaluation", "TrackEvaluation", "choose_variable", "evaluate",
+           "evaluate_tracks", "import_evaluation"]

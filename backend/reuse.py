@@ -76,11 +76,29 @@ def data_fingerprint(path: str | os.PathLike) -> str:
     return value
 
 
+def _obs_fingerprints(obs) -> list[str]:
+    """Fingerprints of the along-track files named by ``data.obs`` (none for variables)."""
+    from data.alongtrack import is_track_spec, parse_obs_spec
+    from oceanlab_errors import OceanLabError
+
+    out = []
+    for spec in [obs] if isinstance(obs, str) else list(obs or []):
+        if isinstance(spec, str) and is_track_spec(spec):
+            try:
+                out.append(data_fingerprint(parse_obs_spec(spec)[0]))
+            except (OceanLabError, OSError):
+                out.append(f"unreadable:{spec}")  # the run itself will say why
+    return out
+
+
 def reuse_key(config: dict, fingerprint: str, code: str | None = None) -> str:
     """The key of a run's result: config (without :data:`NOT_IN_KEY`), data, code."""
     cfg = {k: v for k, v in config.items() if k not in NOT_IN_KEY}
     data = dict(cfg.get("data") or {})
     data.pop("path", None)  # the fingerprint identifies the data, wherever the file lies
+    obs_files = _obs_fingerprints(data.get("obs"))
+    if obs_files:  # along-track observation files: their content, too
+        data["obs_fingerprints"] = obs_files
     cfg["data"] = data
     blob = json.dumps({"config": cfg, "data": fingerprint, "code": code or code_version()},
                       sort_keys=True, default=str)

@@ -53,6 +53,20 @@ _ALL = [
     ScoreInfo("rmse_u", "RMSE u (geostrophic)", "m/s", "lower", "zonal geostrophic velocity"),
     ScoreInfo("rmse_v", "RMSE v (geostrophic)", "m/s", "lower", "meridional geostrophic velocity"),
     ScoreInfo("rmse_vorticity", "RMSE ζ/f", "1", "lower", "relative vorticity in units of f"),
+    # Along-track scores against independent altimetry (metrics.alongtrack, issue 11):
+    # the 2021a SSH mapping OSE data challenge's definitions, at the observations' points.
+    ScoreInfo("rmse_alongtrack", "RMSE along track", "data", "lower",
+              "root-mean-square of map − observation at the held-out along-track points"),
+    ScoreInfo("mu_alongtrack", "µ(RMSE) along track", "1", "higher",
+              "mean over days of 1 − RMSE / RMS(observation) along track (days with ≥ 10 "
+              "points)"),
+    ScoreInfo("sigma_alongtrack", "σ(RMSE) along track", "1", "lower",
+              "standard deviation over days of the daily along-track score"),
+    ScoreInfo("lambda_x_alongtrack_km", "λx along track", "km", "lower",
+              "wavelength where the along-track PSD score 1 − PSD(map − obs) / PSD(obs) "
+              "falls to 0.5 (1000 km windows)"),
+    ScoreInfo("n_alongtrack", "along-track points", "1", None,
+              "number of observations scored (inside the map, off land)"),
     # Downscaling (data.tasks.downscaling).
     ScoreInfo("rmse_bicubic", "RMSE of bicubic", "data", "lower",
               "RMSE of the bicubic interpolation of the coarse field"),

@@ -2,9 +2,13 @@
 
 Observations come from one or several variables of the file (merged: the mean where several
 observe a cell) or are simulated along the ground tracks of four nadir altimeters
-(:mod:`data.tracks`). Extra inputs (``data.aux``, e.g. SST) are given to learned models as
-more channels. Scores are the SSH mapping data challenge's (:func:`metrics.score_mapping`);
-diagnostics the RMSE over time and the PSD score.
+(:mod:`data.tracks`), or read from along-track files (``PATH_OR_GLOB[:VARIABLE]``,
+:mod:`data.alongtrack`: cut to the grid's box and period, converted to the field's units and
+gridded by time step; missions named in ``data.holdout`` are not inputs but score the
+reconstruction over the test period, :func:`metrics.alongtrack.alongtrack_scores`).
+Extra inputs (``data.aux``, e.g. SST) are given to learned models as more channels. Scores
+are the SSH mapping data challenge's (:func:`metrics.score_mapping`); diagnostics the RMSE
+over time and the PSD score.
 
 What a network sees (:meth:`InterpolationTask.network_io`): a centred window of observations
 and their masks and of each extra input (with its mask when it has gaps); by default
@@ -19,6 +23,7 @@ symmetric under them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -83,6 +88,14 @@ class InterpolationTask(Task):
     label: str = ""
     #: extra inputs (time, lat, lon) of learned models, in their own units
     aux: list[xr.DataArray] = field(default_factory=list)
+    #: along-track observations (``data.obs`` given as files): the samples per cell
+    #: ``(time, lat, lon)`` behind ``obs`` (None for gridded or simulated observations)
+    obs_count: xr.DataArray | None = None
+    #: samples of the held-out missions (``data.holdout``) over the test period, as
+    #: :func:`data.alongtrack.read_tracks` returns them; scored in :meth:`score`
+    heldout_tracks: xr.Dataset | None = None
+    #: what was done with along-track observations (recorded in run.json's ``data``)
+    observations: dict | None = None
 
     def train_mean(self) -> xr.DataArray:
         """Time-mean ``(lat, lon)`` of the truth over the training period (NaN on land)."""
@@ -94,7 +107,7 @@ class InterpolationTask(Task):
         d = data
         return build_interpolation_task(
             ds, d.var, d.obs, obs_noise=d.obs_noise, obs_seed=d.obs_seed, params=params,
-            label=label, aux=getattr(d, "aux", None))
+            label=label, aux=getattr(d, "aux", None), holdout=getattr(d, "holdout", None))
 
     def network_io(self, window: int | None = None) -> NetworkIO:
         """A centred window of observations (and extra inputs) with their masks → the field
@@ -148,6 +161,8 @@ class InterpolationTask(Task):
         weighting = self.area_weighting(pred["truth"]["lat"])
         scores = score_mapping(pred[name], pred["truth"], mask, area_weighting=weighting)
         scores["area_weighting"] = weighting
+        if self.heldout_tracks is not None and self.heldout_tracks.sizes.get("obs", 0):
+            scores = _add_alongtrack_scores(scores, pred[name], self.heldout_tracks)
         return (scores, mapping_diagnostics(pred[name], pred["truth"], mask,
                                             area_weighting=weighting))
 
@@ -167,6 +182,7 @@ def build_interpolation_task(
     params: TaskParams | None = None,
     label: str = "",
     aux: str | list[str] | None = None,
+    holdout: str | list[str] | None = None,
 ) -> InterpolationTask:
     """Turn a canonical dataset into an :class:`InterpolationTask`.
 
@@ -175,9 +191,13 @@ def build_interpolation_task(
     ds : canonical dataset (see :func:`data.canonical.open_dataset`).
     var : variable to reconstruct; default ``ds.attrs["oceanlab_truth_var"]`` or the first.
     obs : observation variable, or ``"simulation"`` to sample ``var`` along nadir tracks with
-        ``obs_noise`` and ``obs_seed``, or a list of observation variables merged by
-        :func:`data.tracks.merge_observations`; default ``ds.attrs["oceanlab_obs_var"]`` or
-        simulation.
+        ``obs_noise`` and ``obs_seed``, or along-track files ``PATH_OR_GLOB[:VARIABLE]``
+        (:func:`data.alongtrack.read_tracks`, cut to the grid's region and period, converted
+        to ``var``'s units and gridded by time step with :func:`data.alongtrack.grid_tracks`),
+        or a list of these merged by :func:`data.tracks.merge_observations`; default
+        ``ds.attrs["oceanlab_obs_var"]`` or simulation.
+    holdout : mission name(s) of the along-track files whose samples are not inputs but
+        kept (over the test period) as ``task.heldout_tracks`` for independent scoring.
     aux : extra input variable(s) of learned models (on the same grid and times).
     test_period, val_period, train_period, gap_days, min_days : the split (see
         :class:`data.tasks.base.TaskParams`), or ``params`` holding them.
@@ -207,8 +227,16 @@ def build_interpolation_task(
         raise DataError(f"{label}: 'simulation' cannot be merged with observation variables "
                         f"({', '.join(names)}); give one or the other")
     truth, mask = truth_field(ds, var, params, label, "interpolation")
+    specs = [n for n in names if n not in ds.data_vars and _is_track_spec(n)]
+    holdouts = [holdout] if isinstance(holdout, str) else list(holdout or [])
+    if holdouts and not specs:
+        raise DataError(f"{label}: data.holdout ({', '.join(holdouts)}) needs along-track "
+                        f"observation files as data.obs (PATH_OR_GLOB[:VARIABLE])")
+    tracks = _read_track_specs(specs, truth, holdouts) if specs else None
     parts = [_observation(ds, name, var, truth, fields, label, obs_noise, obs_seed)
-             for name in names]
+             for name in names if name not in specs]
+    if tracks is not None:
+        parts.append(tracks[0])
     if len(parts) == 1:
         obs_da = parts[0]
     else:
@@ -233,7 +261,101 @@ def build_interpolation_task(
                              params=params, label=label, aux=extras)
     task.obs.name = ("+".join(names) if len(names) > 1 else
                      (obs if obs != "simulation" else f"{var}_obs"))
+    if tracks is not None:
+        if len(names) == 1:
+            task.obs.name = f"{var}_obs"
+        _, task.obs_count, held, task.observations = tracks
+        if held is not None:
+            from data.alongtrack import time_bins
+
+            k = time_bins(held["time"].values, truth["time"].values)
+            in_test = (k >= 0) & np.isin(k, task.index("test"))
+            task.heldout_tracks = held.isel(obs=np.flatnonzero(in_test))
+            task.observations["heldout_test_samples"] = int(in_test.sum())
     return task
+
+
+def _is_track_spec(name: str) -> bool:
+    from data.alongtrack import is_track_spec
+
+    return is_track_spec(name)
+
+
+def _read_track_specs(specs: list[str], truth: xr.DataArray, holdouts: list[str]):
+    """Along-track files → (gridded input obs, sample counts, held-out samples or None,
+    record of what was done)."""
+    from data.alongtrack import _edges, grid_tracks, read_tracks
+
+    lat = np.asarray(truth["lat"].values, np.float64)
+    lon = np.asarray(truth["lon"].values, np.float64)
+    times = np.asarray(truth["time"].values).astype("datetime64[ns]")
+    lat_e = _edges(lat, 1.0)
+    lon_e = _edges(lon, 1.0)
+    t_e = _edges(times.astype(np.int64), 86_400 * 10**9)
+    period = (pd.Timestamp(int(t_e[0])), pd.Timestamp(int(t_e[-1])))
+    units = truth.attrs.get("units")
+    read = [read_tracks(s, lon_range=(lon_e[0], lon_e[-1]), lat_range=(lat_e[0], lat_e[-1]),
+                        period=period, target_units=units) for s in specs]
+    tracks = read[0] if len(read) == 1 else xr.concat(read, dim="obs")
+    if len(read) > 1:
+        order = np.argsort(tracks["time"].values, kind="stable")
+        tracks = tracks.isel(obs=order)
+        tracks.attrs["files"] = json.dumps([f for r in read for f in json.loads(r.attrs["files"])])
+    sources = ", ".join(specs)
+    missions = np.asarray(tracks["mission"].values).astype(str)
+    found = list(dict.fromkeys(missions.tolist()))
+    lower = {m.lower(): m for m in found}
+    unknown = [h for h in holdouts if h.lower() not in lower]
+    if unknown:
+        raise DataError(f"{sources}: held-out mission(s) {', '.join(map(repr, unknown))} not in "
+                        f"the along-track files; missions found: {', '.join(found)}")
+    held_names = [lower[h.lower()] for h in holdouts]
+    used = [m for m in found if m not in held_names]
+    if not used:
+        raise DataError(f"{sources}: every mission ({', '.join(found)}) is held out; keep at "
+                        f"least one as input")
+    is_held = np.isin(missions, held_names)
+    inputs = tracks.isel(obs=np.flatnonzero(~is_held))
+    held = tracks.isel(obs=np.flatnonzero(is_held)) if held_names else None
+    mean, count = grid_tracks(inputs, truth)
+    n_gridded = int(count.sum())
+    if not n_gridded:
+        raise DataError(f"{sources}: no along-track observation of the input missions "
+                        f"({', '.join(used)}) falls on the grid of the field")
+    per_mission = {m: int((missions == m).sum()) for m in found}
+    record = {"source": sources, "variable": tracks.attrs.get("variable"),
+              "units": tracks["value"].attrs.get("units"), "missions": used,
+              "heldout": held_names, "samples": per_mission, "n_samples": n_gridded}
+    obs = mean.astype(np.float32)
+    obs.attrs = {
+        "long_name": "along-track observations, binned to the grid by time step",
+        "description": (f"{tracks.attrs.get('variable')} of {sources} (missions "
+                        f"{', '.join(used)}), mean of the samples in each grid cell and time "
+                        f"step; NaN where nothing was observed"),
+        "missions": ", ".join(used),
+        "n_samples": n_gridded,
+        "counts": json.dumps({m: per_mission[m] for m in used}),
+    }
+    if held_names:
+        obs.attrs["heldout_missions"] = ", ".join(held_names)
+    if units:
+        obs.attrs["units"] = units
+    return obs, count, held, record
+
+
+def _add_alongtrack_scores(scores: dict, rec: xr.DataArray, tracks: xr.Dataset) -> dict:
+    """``scores`` with :func:`metrics.alongtrack.alongtrack_scores` of the held-out
+    missions merged in (unchanged while that module is absent)."""
+    try:
+        from metrics.alongtrack import alongtrack_scores
+    except ImportError:
+        return scores
+    extra = dict(alongtrack_scores(rec, tracks) or {})
+    notes = {**(scores.get("notes") or {}), **(extra.pop("notes", None) or {})}
+    out = {**scores, **extra}
+    if notes:
+        out["notes"] = notes
+    return out
 
 
 def _observation(ds: xr.Dataset, obs: str, var: str, truth: xr.DataArray, fields: list[str],
@@ -251,7 +373,8 @@ def _observation(ds: xr.Dataset, obs: str, var: str, truth: xr.DataArray, fields
         obs_da = ds[obs].astype(np.float32)
     else:
         raise DataError(f"{label}: unknown observation variable {obs!r}; use one of "
-                        f"{', '.join(f for f in fields if f != var) or '(none)'} or 'simulation'")
+                        f"{', '.join(f for f in fields if f != var) or '(none)'} or 'simulation', or "
+                        f"along-track files as PATH_OR_GLOB[:VARIABLE]")
     if not bool(obs_da.notnull().any()):
         raise DataError(f"{label}: observation variable {obs!r} has no valid value")
     refuse_fill_values(obs_da, obs, label)
