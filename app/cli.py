@@ -40,7 +40,8 @@ COMMANDS = ("generate", "inspect", "train", "submit", "tune", "config", "runs", 
 #: compared, evaluated, shared and reported).
 EXTRA_COMMANDS: tuple[str, ...] = ("compare", "evaluate", "share", "animate", "label")
 #: ``train``/``config`` flags that are shortcuts for a config field.
-FLAG_FIELDS = (("data", "data.path"), ("var", "data.var"), ("obs", "data.obs"),
+FLAG_FIELDS = (("data", "data.path"), ("region", "data.region"), ("period", "data.period"),
+               ("var", "data.var"), ("obs", "data.obs"),
                ("epochs", "train.epochs"), ("seed", "train.seed"), ("device", "train.device"),
                ("executor", "backend.executor"), ("scheduler", "backend.scheduler"))
 
@@ -178,7 +179,8 @@ def _writable_dir(path: Path, what: str, error: type[OceanLabError] = RunError,
 
 
 def _check_data_file(text: str) -> None:
-    """A data file given by path (not a glob) must exist, be a file and be readable."""
+    """A data file given by path (not a glob) must exist, be a file and be readable; a
+    directory must hold NetCDF files or be a Zarr store (checked like the loader does)."""
     if any(c in text for c in "*?["):
         return  # a glob: the loader says when nothing matches
     p = Path(text)
@@ -186,7 +188,10 @@ def _check_data_file(text: str) -> None:
         if not p.exists():
             raise DataError(f"{text}: no such file")
         if p.is_dir():
-            raise DataError(f"{text}: is a directory, expected a NetCDF file (or a glob such as {text}/*.nc)")
+            from data.canonical import _expand_paths
+
+            _expand_paths(p)  # DataError unless *.nc files inside or a Zarr store
+            return
         if not p.is_file():
             raise DataError(f"{text}: not a regular file, expected a NetCDF file")
         with open(p, "rb"):
@@ -380,7 +385,10 @@ def _checked_runs_root(config, args) -> Path:
 
     if config.data.path:
         _check_data_file(config.data.path)
-    elif not paths.builtin_dataset_path().exists():
+    from data.alongtrack import check_track_files
+
+    check_track_files(config.data.obs)  # along-track files given as --obs: they exist
+    if not config.data.path and not paths.builtin_dataset_path().exists():
         _writable_dir(paths.datasets_dir(), "datasets folder", DataError)
     return _writable_dir(paths.runs_dir(args.runs_dir),
                          "--runs-dir" if args.runs_dir else "runs folder")
@@ -599,9 +607,16 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE", default=[],
                         help="override any config field, e.g. --set model.lt_days=7")
         if with_run_flags:
-            sp.add_argument("--data", type=_nonempty, help="NetCDF file or glob (default: the built-in OSSE)")
+            sp.add_argument("--data", type=_nonempty, help="NetCDF file, glob, directory of NetCDF files "
+                                 "or Zarr store (default: the built-in OSSE)")
+            sp.add_argument("--region", type=_nonempty, metavar="LON0,LON1,LAT0,LAT1",
+                            help="keep only this box (degrees), cut before anything is loaded; "
+                                 "lon0 > lon1 crosses the antimeridian")
+            sp.add_argument("--period", type=_nonempty, metavar="START,END",
+                            help="keep only these dates (END included), cut before anything is loaded")
             sp.add_argument("--var", type=_nonempty, help="variable to reconstruct")
-            sp.add_argument("--obs", type=_nonempty, help="observation variable, or 'simulation'")
+            sp.add_argument("--obs", type=_nonempty, help="observation variable, 'simulation', or "
+                            "along-track files PATH_OR_GLOB[:VARIABLE] (e.g. 'obs/*.nc:sla_unfiltered')")
             sp.add_argument("--epochs", type=_positive_int)
             sp.add_argument("--seed", type=_seed, help="0 to 2**63-1")
             sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
@@ -738,9 +753,25 @@ def _silence_stdout() -> None:
         pass
 
 
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--region -60,-30,20,45`` as ``--region=-60,-30,20,45`` (argparse would read the
+    value, which starts with a minus sign, as another flag)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if (argv[i] == "--region" and i + 1 < len(argv) and argv[i + 1][:1] == "-"
+                and argv[i + 1][1:2] in tuple("0123456789.")):
+            out.append(f"--region={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit code (see the module docstring)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
     try:
         try:
             args = build_parser().parse_args(argv)

@@ -15,6 +15,7 @@ text field that is given must not be empty (leave it out, or null, for the defau
 from __future__ import annotations
 
 import functools
+import math
 import os
 import types
 import typing
@@ -79,27 +80,104 @@ class PhysicsConfig(_Section):
 
 class DataConfig(_Section):
     path: str | None = Field(
-        None, description="NetCDF file or glob; unset (null) = the built-in OSSE dataset")
+        None, description="NetCDF file, glob, directory of NetCDF files or Zarr store; unset "
+                          "(null) = the built-in OSSE dataset")
+    region: list[float] | None = Field(
+        None, description="lon0,lon1,lat0,lat1 (degrees): keep only this box, cut before "
+                          "anything is loaded (lon0 > lon1 crosses the antimeridian); "
+                          "default: the whole grid")
+    period: list[str] | None = Field(
+        None, description="START,END (ISO dates, END included): keep only these days, cut "
+                          "before anything is loaded; default: the whole record")
     var: str | None = Field(
         None, description="variable to reconstruct; default: the dataset's truth variable or its first")
     obs: str | list[str] | None = Field(
         None, description="observation variable, or 'simulation' to sample `var` along nadir "
-                          "tracks, or a list of observation variables merged (cell mean where "
+                          "tracks, or along-track files PATH_OR_GLOB[:VARIABLE] (gridded by "
+                          "day, missions kept), or a list of these merged (cell mean where "
                           "several observe a cell); default: the dataset's observation "
                           "variable, else 'simulation'")
     aux: str | list[str] | None = Field(
         None, description="extra gridded inputs of learned interpolation models (e.g. sst), "
                           "normalised by their own training-period statistics")
+    regrid: Literal["linear", "nearest", "none"] = Field(
+        "linear", description="curvilinear files (2-D latitude/longitude, e.g. NEMO nav_lat/"
+                              "nav_lon): put them on a regular grid by linear or nearest "
+                              "interpolation, or refuse them (none)")
+    regrid_step_deg: float | None = Field(
+        None, gt=0, le=10, description="step (degrees) of the regular grid of a curvilinear "
+                                       "file; default: its median grid spacing")
+    mdt: str | None = Field(
+        None, description="mean dynamic topography, PATH[:VARIABLE] of a 2-D file or a "
+                          "variable of the data file: an absolute dynamic topography (adt) "
+                          "becomes anomalies adt - mdt")
     obs_noise: float = Field(0.02, ge=0, description="noise (data units) of simulated observations")
     obs_seed: int = Field(0, ge=0, description="seed of the simulated observations")
+    holdout: str | list[str] | None = Field(
+        None, description="along-track observations (obs given as files): mission name(s) whose "
+                          "samples are not inputs but kept to score the reconstruction "
+                          "independently over the test period (e.g. c2)")
     physics: PhysicsConfig | None = Field(
         None, description="quasi-geostrophic constants overriding the data's attributes "
                           "(f0, beta, Ld, g), for the PINN and the physics residual")
 
-    _texts = field_validator("path", "var")(_check_text)
+    _texts = field_validator("path", "var", "mdt")(_check_text)
     _seeds = field_validator("obs_seed")(_check_seed)
 
-    @field_validator("obs", "aux")
+    @field_validator("region", mode="before")
+    @classmethod
+    def _region(cls, value: Any) -> list[float] | None:
+        if value is None:
+            return None
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or len(items) != 4:
+            raise ValueError("expected four numbers lon0,lon1,lat0,lat1 (e.g. -60,-30,20,45)")
+        try:
+            lon0, lon1, lat0, lat1 = (float(str(v).strip()) if isinstance(v, str) else float(v)
+                                      for v in items)
+        except (TypeError, ValueError):
+            raise ValueError("expected four numbers lon0,lon1,lat0,lat1 (e.g. -60,-30,20,45)"
+                             ) from None
+        if any(isinstance(v, bool) for v in items) or not all(
+                math.isfinite(v) for v in (lon0, lon1, lat0, lat1)):
+            raise ValueError("expected four finite numbers lon0,lon1,lat0,lat1")
+        if not (-90 <= lat0 < lat1 <= 90):
+            raise ValueError(f"latitudes must satisfy -90 <= lat0 < lat1 <= 90 (got lat0 "
+                             f"{lat0:g}, lat1 {lat1:g})")
+        if not (-180 <= lon0 <= 360 and -180 <= lon1 <= 360):
+            raise ValueError(f"longitudes must lie in -180..360 (got lon0 {lon0:g}, lon1 "
+                             f"{lon1:g})")
+        if lon0 == lon1:
+            raise ValueError("lon0 and lon1 are equal: the region has no width")
+        return [lon0, lon1, lat0, lat1]
+
+    @field_validator("period", mode="before")
+    @classmethod
+    def _period(cls, value: Any) -> list[str] | None:
+        import datetime
+
+        import pandas as pd
+
+        if value is None:
+            return None
+        items = value.replace("/", ",").split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or len(items) != 2:
+            raise ValueError("expected two dates START,END (e.g. 2012-10-01,2012-12-31)")
+        out = []
+        for v in items:
+            if isinstance(v, datetime.date):
+                v = v.isoformat()
+            text = str(v).strip()
+            try:
+                pd.Timestamp(datetime.date.fromisoformat(text) if len(text) <= 10 else text)
+            except (TypeError, ValueError):
+                raise ValueError(f"{text!r} is not an ISO date such as 2012-10-01") from None
+            out.append(text)
+        if pd.Timestamp(out[1]) < pd.Timestamp(out[0]):
+            raise ValueError(f"ends before it starts ({out[0]} > {out[1]})")
+        return out
+
+    @field_validator("obs", "aux", "holdout")
     @classmethod
     def _names(cls, value: str | list[str] | None) -> str | list[str] | None:
         if isinstance(value, list):

@@ -55,31 +55,80 @@ def _largest_grid_shape(ds) -> tuple[int, int, int] | None:
     return best
 
 
-def peek_shape(path: str | os.PathLike) -> tuple[int, int, int] | None:
-    """Grid size of the file (or glob) from its metadata alone; None when it cannot tell.
+def peek_shape(path: str | os.PathLike, region=None,
+               period=None) -> tuple[int, int, int] | None:
+    """Grid size of the file (glob, directory of files, Zarr store) from its metadata
+    alone, after the ``region`` / ``period`` cut (``data.region``, ``data.period``); None
+    when it cannot tell.
 
-    For a glob the time steps of every file are added up and the grid of the first is used.
-    Nothing is loaded: xarray opens lazily and only dimension sizes are read.
+    For several files the time steps of every file are added up and the grid of the first
+    is used. Nothing is loaded: xarray opens lazily and only dimension sizes (and, for a
+    cut, coordinates) are read.
     """
     import xarray as xr
 
+    from data.canonical import _zarr_store
+
     text = str(path)
-    files = sorted(globlib.glob(text)) if any(c in text for c in "*?[") else [text]
-    files = [f for f in files if Path(f).is_file()]
+    p = Path(text)
+    if _zarr_store(p) is not None:
+        files = [text]
+    elif p.is_dir():
+        files = sorted(str(f) for f in p.glob("*.nc") if not f.name.startswith("."))
+    else:
+        files = sorted(globlib.glob(text)) if any(c in text for c in "*?[") else [text]
+        files = [f for f in files if Path(f).is_file()]
     if not files:
         return None
     total_t, grid = 0, None
     for f in files:
         try:
-            with xr.open_dataset(f, decode_times=False, decode_cf=False) as ds:
+            if _zarr_store(f) is not None:
+                ds = xr.open_zarr(f, decode_times=period is not None, chunks=None)
+            else:
+                ds = xr.open_dataset(f, decode_times=period is not None,
+                                     decode_cf=period is not None)
+            with ds:
                 shape = _largest_grid_shape(ds)
-        except Exception:  # unreadable: the loader reports it properly, with the file name
+                if shape is not None and (region is not None or period is not None):
+                    shape = _cut_shape(ds, shape, region, period, grid)
+        except Exception:  # noqa: BLE001 (unreadable: the loader reports it, naming the file)
             return None
         if shape is None:
             return None
         total_t += shape[0]
         grid = grid or shape[1:]
     return (total_t, *grid)
+
+
+def _cut_shape(ds, shape, region, period, grid) -> tuple[int, int, int] | None:
+    """``shape`` (time, lat, lon) of one file of ``ds`` after the cut (``grid``: the cut
+    grid of an earlier file, reused)."""
+    import pandas as pd
+
+    from data.canonical import _as_period, _as_region, _find_coord
+
+    n_t, n_y, n_x = shape
+    if period is not None:
+        name = _find_coord(ds, "time")
+        if name is None:
+            return None
+        first, last, _ = _as_period(period, "")
+        times = pd.DatetimeIndex(np.atleast_1d(np.asarray(ds[name].values)))
+        n_t = int(((times >= first) & (times <= last)).sum())
+    if region is not None and grid is None:
+        lat_name, lon_name = _find_coord(ds, "lat"), _find_coord(ds, "lon")
+        if lat_name is None or lon_name is None or ds[lat_name].ndim != 1:
+            return None
+        lon0, lon1, lat0, lat1 = _as_region(region, "")
+        lat = np.asarray(ds[lat_name].values, dtype=np.float64)
+        lon = np.asarray(ds[lon_name].values, dtype=np.float64)
+        span = lon1 - lon0 if lon1 >= lon0 else lon1 - lon0 + 360.0
+        n_y = int(((lat >= lat0) & (lat <= lat1)).sum())
+        n_x = lon.size if span >= 360 else int((((lon - lon0) % 360.0) <= span + 1e-9).sum())
+    elif grid is not None:
+        n_y, n_x = grid
+    return n_t, n_y, n_x
 
 
 def data_bytes(shape: tuple[int, int, int]) -> int:
@@ -101,12 +150,14 @@ def check(parts: dict[str, int], limit: int, label: str) -> None:
 
 
 def check_before_loading(config, path: str | os.PathLike) -> dict[str, int]:
-    """Estimate what loading ``path`` for ``config`` needs; ResourceError if over the limit.
+    """Estimate what loading ``path`` for ``config`` needs (after its ``data.region`` /
+    ``data.period`` cut); ResourceError if over the limit.
 
     Returns the estimate's parts in bytes (empty when the shape cannot be read: the loader
     then reports the problem).
     """
-    shape = peek_shape(path)
+    data = getattr(config, "data", None)
+    shape = peek_shape(path, getattr(data, "region", None), getattr(data, "period", None))
     if shape is None:
         return {}
     parts = {"fields": data_bytes(shape)}

@@ -33,6 +33,7 @@ from backend.reuse import code_version, data_fingerprint, reuse_key
 from backend.store import Run, RunStore, now_iso
 from data.canonical import open_dataset
 from data.physics import resolve_physics
+from data.regrid import apply_mdt, data_provenance
 from data.tasks import Task, TaskContext, get_task
 from models import registry
 from oceanlab_errors import ConfigError, OceanLabError, RunError
@@ -60,15 +61,22 @@ def resolve_data_path(config: ExperimentConfig) -> Path:
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_open(path: str, mtime: float) -> xr.Dataset:
-    return open_dataset(path)
+def _cached_open(path: str, mtime: float, region: tuple | None = None,
+                 period: tuple | None = None, regrid: str = "linear",
+                 regrid_step_deg: float | None = None) -> xr.Dataset:
+    return open_dataset(path, region=region, period=period, regrid=regrid,
+                        regrid_step_deg=regrid_step_deg)
 
 
-def load_dataset(path: str | Path) -> xr.Dataset:
-    """Canonical dataset, cached per (path, modification time) within a process."""
+def load_dataset(path: str | Path, region=None, period=None, regrid: str = "linear",
+                 regrid_step_deg: float | None = None) -> xr.Dataset:
+    """Canonical dataset cut to ``region`` / ``period`` (``data.region``, ``data.period``:
+    cut lazily before anything loads), cached per (path, modification time, cut) within a
+    process."""
     p = Path(path)
     mtime = p.stat().st_mtime if p.exists() else 0.0
-    return _cached_open(str(p), mtime)
+    return _cached_open(str(p), mtime, tuple(region) if region is not None else None,
+                        tuple(period) if period is not None else None, regrid, regrid_step_deg)
 
 
 def build_task(config: ExperimentConfig, path: Path | None = None,
@@ -79,7 +87,11 @@ def build_task(config: ExperimentConfig, path: Path | None = None,
     run's reconstruction); it defaults to the workspace's run store.
     """
     path = path or resolve_data_path(config)
-    ds = load_dataset(path)
+    ds = load_dataset(path, config.data.region, config.data.period, config.data.regrid,
+                      config.data.regrid_step_deg)
+    obs = config.data.obs
+    ds = apply_mdt(ds, config.data.var, config.data.mdt, str(path),
+                   also=[obs] if isinstance(obs, str) else list(obs or []))
     store = store or RunStore(paths.runs_dir())
 
     def run_prediction(run_id: str) -> xr.Dataset:
@@ -268,7 +280,9 @@ def _execute(config: ExperimentConfig, run: Run, timings: dict,
     run.update(device=describe(device))
     estimate = resources.check_before_loading(config, path)
     fp = data_fingerprint(path)
-    run.update(data={"path": str(path), "fingerprint": fp},
+    cut = {k: getattr(config.data, k) for k in ("region", "period")
+           if getattr(config.data, k) is not None}
+    run.update(data={"path": str(path), "fingerprint": fp, **cut},
                reuse_key=reuse_key(config.to_dict(), fp),
                memory={"limit_bytes": resources.limit_bytes(config), "estimate_bytes": estimate})
 
@@ -281,6 +295,12 @@ def _execute(config: ExperimentConfig, run: Run, timings: dict,
     else:
         task, hit = build_task(config, path, store), False
     timings["load_s"] = round(time.perf_counter() - tic, 3)
+    observations = getattr(task, "observations", None)
+    if observations:  # along-track files: missions used and held out, samples per mission
+        run.update(data={**(run.info().get("data") or {}), "observations": observations})
+    provenance = data_provenance(getattr(task, "truth", None))
+    if provenance:  # regridded curvilinear file, ADT turned into anomalies
+        run.modify(lambda info: info.setdefault("data", {}).update(provenance))
     run.update(cache={"data": "hit" if hit else ("miss" if data_cache is not None else "off")})
 
     model_cls = registry.get(config.model.name)

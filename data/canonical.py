@@ -14,7 +14,11 @@ Data that would be silently wrong are refused or repaired, and the repair is sai
 
 * paths: only regular, readable, non-empty files are opened (a FIFO, a device or a
   directory is refused from its ``stat`` without opening it); truncated classic NetCDF and
-  HDF5 files are recognised from their headers;
+  HDF5 files are recognised from their headers, and so is a netCDF-4 file still open for
+  writing (its HDF5 superblock says so);
+* 2-D (curvilinear) latitude/longitude, as NEMO writes them, are regridded onto a regular
+  grid (linear by default, ``regrid=``; :mod:`data.regrid`), said in ``oceanlab_regrid``;
+* time steps out of order are sorted, with a note; repeated ones are refused;
 * a plain HDF5 file without NetCDF dimensions is refused; so are coordinates with missing
   or impossible values (latitude beyond ±90, longitude beyond −360…720, NaT times), times
   without usable units (numbers, or dates that all fall on 1970-01-01) and, for a glob,
@@ -42,6 +46,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from data.regrid import regrid_curvilinear
 from oceanlab_errors import DataError
 
 _COMMON_NAMES = {
@@ -107,8 +112,53 @@ def _check_file(f: Path, pattern: str | None = None) -> None:
         raise DataError(f"{f}: permission denied (file not readable){via}")
 
 
+def _zarr_store(path: str | os.PathLike) -> Path | None:
+    """``path`` when it is a Zarr store (a directory named ``*.zarr`` or holding
+    ``zarr.json`` / ``.zgroup``), else None."""
+    p = Path(path)
+    try:
+        if not p.is_dir():
+            return None
+        if p.suffix == ".zarr" or (p / "zarr.json").is_file() or (p / ".zgroup").is_file():
+            return p
+    except OSError:
+        return None
+    return None
+
+
+def _check_store(p: Path) -> None:
+    """A Zarr store must be a readable directory with its metadata."""
+    if not os.access(p, os.R_OK | os.X_OK):
+        raise DataError(f"{p}: permission denied (Zarr store not readable)")
+    if not any((p / name).is_file() for name in ("zarr.json", ".zgroup", ".zmetadata")):
+        raise DataError(f"{p}: not a Zarr store (no zarr.json or .zgroup inside)")
+
+
+def _store_files(p: Path) -> list[Path]:
+    """The files of a Zarr store, sorted (for its fingerprint)."""
+    return sorted(f for f in p.rglob("*") if f.is_file())
+
+
 def _expand_paths(path: str | os.PathLike) -> list[Path]:
     text = str(path)
+    p = Path(text)
+    if _zarr_store(p) is not None:
+        _check_store(p)
+        return [p]
+    try:
+        is_dir = p.is_dir()
+    except OSError:
+        is_dir = False
+    if is_dir:  # a directory of NetCDF files (daily files, say): all its *.nc, sorted
+        if not os.access(p, os.R_OK | os.X_OK):
+            raise DataError(f"{p}: permission denied (directory not readable)")
+        files = sorted(f for f in p.glob("*.nc") if not f.name.startswith("."))
+        if not files:
+            raise DataError(f"{p}: is a directory, not a regular file, and neither holds *.nc "
+                            f"files nor is a Zarr store")
+        for f in files:
+            _check_file(f, str(p))
+        return files
     if any(ch in text for ch in "*?[") and not Path(text).exists():
         files = sorted(Path(p) for p in glob.glob(text))
         if not files:
@@ -235,6 +285,7 @@ def _check_header(f: Path) -> None:
                 for offset in (0, 512, 1024, 2048):
                     fh.seek(offset)
                     if fh.read(8) == b"\x89HDF\r\n\x1a\n":
+                        _refuse_open_for_writing(f, fh, offset)
                         end = _hdf5_end(fh, offset)
                         break
                 else:
@@ -245,7 +296,20 @@ def _check_header(f: Path) -> None:
         raise DataError(f"{f}: cannot be read ({exc.strerror or exc})") from None
     if end is not None and size < end:
         raise DataError(f"{f}: truncated file ({size} bytes; its header says the data end at "
-                        f"byte {end})")
+                        f"byte {end}); it is incomplete: still being written, or cut short by "
+                        f"a copy or a download")
+
+
+def _refuse_open_for_writing(f: Path, fh, offset: int) -> None:
+    """An HDF5 superblock of version 2/3 marks a file open for writing (flag bits 0 and 2,
+    as netCDF-4 leaves them until the file is closed): its content is not final."""
+    fh.seek(offset + 8)
+    head = fh.read(4)
+    if len(head) == 4 and head[0] in (2, 3) and head[3] & 0x05:
+        raise DataError(f"{f}: incomplete file: still being written (its HDF5 header marks it "
+                        f"open for writing); wait until the writer closes it (if no program "
+                        f"writes it any more, its writer stopped before closing it: "
+                        f"'h5clear -s' removes the mark)")
 
 
 # ---------------------------------------------------------------------------- opening
@@ -253,7 +317,23 @@ def _time_coder():
     return xr.coders.CFDatetimeCoder(use_cftime=None)
 
 
+def _open_zarr(f: Path, chunks) -> xr.Dataset:
+    """A Zarr store, lazily (Dask chunks of the store unless ``chunks`` says otherwise)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return xr.open_zarr(f, chunks=chunks if chunks is not None else {},
+                                decode_times=_time_coder(), consolidated=None)
+    except ImportError:
+        raise DataError(f"{f}: is a Zarr store, but the zarr package is not installed "
+                        f"(pip install zarr)") from None
+    except Exception as exc:  # noqa: BLE001 (zarr raises many kinds for a broken store)
+        raise DataError(f"{f}: cannot be read as a Zarr store ({_first_line(exc)})") from None
+
+
 def _open_one(f: Path, chunks) -> xr.Dataset:
+    if _zarr_store(f) is not None:
+        return _open_zarr(f, chunks)
     _check_header(f)
     try:
         with warnings.catch_warnings():
@@ -292,9 +372,26 @@ def _undecodable_times(f: Path) -> tuple[str, str] | None:
     return None
 
 
+#: Calendars that agree on every date OceanLab handles (after 1582).
+_CALENDAR_GROUP = {"gregorian": "standard", "proleptic_gregorian": "standard",
+                   "365_day": "noleap", "366_day": "all_leap"}
+
+
+def _calendar(t: xr.DataArray) -> str:
+    """The calendar of a decoded time coordinate, as its file names it."""
+    try:
+        index = t.to_index()
+    except (ValueError, TypeError):
+        index = None
+    cal = getattr(index, "calendar", None) if isinstance(index, xr.CFTimeIndex) else None
+    cal = cal or t.encoding.get("calendar") or t.attrs.get("calendar") or "standard"
+    return str(cal).lower()
+
+
 def _open_many(files: list[Path], chunks, pattern: str) -> xr.Dataset:
-    """Concatenate files along time; they must share one grid and one set of variables."""
-    parts, ref = [], None
+    """Concatenate files along time; they must share one grid, one set of variables and
+    one calendar."""
+    parts, ref, calendars = [], None, []
     for f in files:
         ds = _open_one(f, chunks or {})
         names = _coord_names(ds, str(f))
@@ -330,6 +427,13 @@ def _open_many(files: list[Path], chunks, pattern: str) -> xr.Dataset:
         elif ds[tname].ndim != 1:
             raise DataError(f"{f}: time coordinate {tname!r} has {ds[tname].ndim} dimensions; "
                             f"expected one")
+        cal = _calendar(ds[tname])
+        if calendars and _CALENDAR_GROUP.get(cal, cal) != _CALENDAR_GROUP.get(calendars[0][1],
+                                                                             calendars[0][1]):
+            raise DataError(f"{pattern}: mixed calendars across the files: {calendars[0][0]} "
+                            f"uses {calendars[0][1]!r}, {f} uses {cal!r}; convert the files to "
+                            f"one calendar")
+        calendars.append((f, cal))
         parts.append(ds)
     tdim = parts[0][ref[1]["time"]].dims[0]
     if any(p[ref[1]["time"]].dims[0] != tdim for p in parts):
@@ -405,7 +509,9 @@ def _coord_names(raw: xr.Dataset, label: str) -> dict[str, str]:
                             f"expected a 1-D {k} dimension")
         if raw[n].ndim != 1:
             raise DataError(f"{label}: {raw[n].ndim}-D (curvilinear) {k} coordinates '{n}' are "
-                            f"not supported yet; regrid to a regular lat/lon grid first")
+                            f"regridded only as a 2-D latitude/longitude pair of one file "
+                            f"(data.regrid), not here; regrid to a regular lat/lon grid first "
+                            f"(e.g. cdo remapbil)")
     dims = {k: raw[names[k]].dims[0] if raw[names[k]].ndim == 1 else None for k in names}
     if dims["lat"] == dims["lon"] or (dims["time"] is not None and dims["time"] in
                                       (dims["lat"], dims["lon"])):
@@ -539,11 +645,93 @@ def _normalise_lon(ds: xr.Dataset) -> tuple[xr.Dataset, list[str]]:
                 and order[-1] - order[0] > 180 and lon.max() - lon.min() < 360.0):
             return ds, notes
         ds = ds.assign_coords(lon=wrapped)
+        notes.append("lon: 0…360 turned into −180…180")
         repeated = pd.Index(wrapped).duplicated()
         if repeated.any():  # a cyclic column (0 and 360) or a grid spanning more than 360°
             ds = ds.isel(lon=np.flatnonzero(~repeated))
             notes.append(f"lon: dropped {int(repeated.sum())} repeated column(s) (same "
                          f"longitude modulo 360)")
+    return ds, notes
+
+
+# ---------------------------------------------------------------------------- region / period
+def _as_region(region, label: str) -> tuple[float, float, float, float]:
+    """``(lon0, lon1, lat0, lat1)`` from ``"lon0,lon1,lat0,lat1"`` or four numbers."""
+    items = str(region).split(",") if isinstance(region, str) else list(region)
+    try:
+        lon0, lon1, lat0, lat1 = (float(v) for v in items)
+    except (TypeError, ValueError):
+        raise DataError(f"{label}: region {region!r} is not four numbers lon0,lon1,lat0,lat1"
+                        ) from None
+    if not all(np.isfinite([lon0, lon1, lat0, lat1])):
+        raise DataError(f"{label}: region {region!r} holds a non-finite number")
+    if not (-90 <= lat0 < lat1 <= 90):
+        raise DataError(f"{label}: region latitudes {lat0:g}..{lat1:g} must satisfy "
+                        f"-90 <= lat0 < lat1 <= 90")
+    return lon0, lon1, lat0, lat1
+
+
+def _as_period(period, label: str) -> tuple[pd.Timestamp, pd.Timestamp, str]:
+    """``(first, last, text)``: ``last`` is the end of END's day when END is a date."""
+    items = str(period).replace("/", ",").split(",") if isinstance(period, str) else list(period)
+    try:
+        start, end = (str(v).strip() for v in items)
+        first, last = pd.Timestamp(start), pd.Timestamp(end)
+    except (TypeError, ValueError):
+        raise DataError(f"{label}: period {period!r} is not two dates START,END") from None
+    if len(end) <= 10:  # a date: the whole day
+        last = last + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
+    if last < first:
+        raise DataError(f"{label}: period {start},{end} ends before it starts")
+    return first, last, f"{start},{end}"
+
+
+def _cut(ds: xr.Dataset, region, period, label: str) -> tuple[xr.Dataset, list[str]]:
+    """Keep the points of ``region`` and the steps of ``period`` (lazily: an ``isel`` on
+    the canonical, still unloaded dataset). A region with lon0 > lon1 crosses the
+    antimeridian: its longitudes run on past 180 (e.g. 170..190). DataError for a cut that
+    keeps nothing, naming the grid's extent or the data's period."""
+    notes: list[str] = []
+    if region is not None:
+        lon0, lon1, lat0, lat1 = _as_region(region, label)
+        lat = ds["lat"].values.astype(np.float64)
+        lon = ds["lon"].values.astype(np.float64)
+        start = ((lon0 + 180.0) % 360.0) - 180.0
+        span = lon1 - lon0 if lon1 >= lon0 else lon1 - lon0 + 360.0
+        eps = 1e-9
+        if span >= 360.0 - eps:
+            keep_lon = np.ones(lon.size, dtype=bool)
+            shifted = lon
+        else:
+            offset = (lon - start) % 360.0
+            keep_lon = offset <= span + eps
+            shifted = start + offset
+            shifted = np.where(np.isclose(shifted, lon, rtol=0, atol=1e-9), lon, shifted)
+        keep_lat = (lat >= lat0 - eps) & (lat <= lat1 + eps)
+        if not keep_lon.any() or not keep_lat.any():
+            raise DataError(f"{label}: region lon {lon0:g}..{lon1:g}, lat {lat0:g}..{lat1:g} "
+                            f"holds no grid point; the grid covers lon {lon.min():g}.."
+                            f"{lon.max():g}, lat {lat.min():g}..{lat.max():g}")
+        idx = np.flatnonzero(keep_lon)
+        new_lon = shifted[idx]
+        order = np.argsort(new_lon, kind="stable")
+        ds = ds.isel(lat=np.flatnonzero(keep_lat), lon=idx[order])
+        if not np.array_equal(new_lon[order], ds["lon"].values.astype(np.float64)):
+            ds = ds.assign_coords(lon=("lon", new_lon[order].astype(ds["lon"].dtype),
+                                       ds["lon"].attrs))
+        notes.append(f"cut to region lon {lon0:g}..{lon1:g}, lat {lat0:g}..{lat1:g} "
+                     f"({ds.sizes['lat']} x {ds.sizes['lon']} of {lat.size} x {lon.size} points)")
+        ds.attrs["oceanlab_region"] = f"{lon0:g},{lon1:g},{lat0:g},{lat1:g}"
+    if period is not None:
+        first, last, text = _as_period(period, label)
+        times = pd.DatetimeIndex(ds["time"].values)
+        keep = (times >= first) & (times <= last)
+        if not keep.any():
+            raise DataError(f"{label}: period {text} holds no time step; the data cover "
+                            f"{times.min().date()}..{times.max().date()} ({times.size} steps)")
+        ds = ds.isel(time=np.flatnonzero(keep))
+        notes.append(f"cut to period {text} ({int(keep.sum())} of {times.size} steps)")
+        ds.attrs["oceanlab_period"] = text
     return ds, notes
 
 
@@ -662,10 +850,17 @@ def describe_step(step) -> str | None:
 
 
 def fingerprint(path: str | os.PathLike) -> str:
-    """SHA-256 of the bytes of the file(s) behind ``path`` (a file or a glob)."""
+    """SHA-256 of the bytes of the file(s) behind ``path`` (a file, a glob, a directory of
+    NetCDF files or a Zarr store: every file of the store, by its path inside it)."""
     h = hashlib.sha256()
+    files: list[tuple[str, Path]] = []
     for f in _expand_paths(path):
-        h.update(f.name.encode())
+        if _zarr_store(f) is not None:
+            files += [(str(g.relative_to(f)), g) for g in _store_files(f)]
+        else:
+            files.append((f.name, f))
+    for name, f in files:
+        h.update(name.encode())
         try:
             with open(f, "rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
@@ -680,16 +875,32 @@ def open_dataset(
     variables: list[str] | None = None,
     *,
     chunks: dict | None = None,
+    region=None,
+    period=None,
+    regrid: str = "linear",
+    regrid_step_deg: float | None = None,
 ) -> xr.Dataset:
-    """Open a NetCDF file, or a glob of files lazily with Dask, in canonical form.
+    """Open a NetCDF file, or lazily with Dask a glob of files, a directory of files or a
+    Zarr store, in canonical form, cut to ``region`` and ``period`` before anything loads.
 
     Parameters
     ----------
-    path : a file, or a glob pattern (``"dir/*.nc"``); the files of a glob must share one
-        grid and are joined along time.
+    path : a file, a glob pattern (``"dir/*.nc"``), a directory (all its ``*.nc``, sorted)
+        or a Zarr store (a directory ``*.zarr`` or holding ``zarr.json`` / ``.zgroup``); the
+        files of a glob or directory must share one grid and one calendar and are joined
+        along time.
     variables : data variables to keep (default: every numeric variable on the lat/lon grid,
         time-varying ones first).
-    chunks : Dask chunks (default: eager for one file, file-sized chunks for a glob).
+    chunks : Dask chunks (default: eager for one file, file-sized chunks for a glob, the
+        store's chunks for Zarr).
+    region : ``(lon0, lon1, lat0, lat1)`` or ``"lon0,lon1,lat0,lat1"`` (degrees; lon0 > lon1
+        crosses the antimeridian): keep the grid points inside, applied on the lazy dataset
+        after the coordinates are canonical and before any value is read.
+    period : ``(START, END)`` or ``"START,END"`` (dates, END's day included): keep those
+        steps, likewise before any value is read.
+    regrid : what to do with 2-D (curvilinear) latitude/longitude: ``linear`` (default) or
+        ``nearest`` put the fields on a regular grid of ``regrid_step_deg`` degrees (default:
+        the median source spacing), ``none`` refuses (:mod:`data.regrid`).
 
     Returns
     -------
@@ -704,7 +915,8 @@ def open_dataset(
     """
     label = str(path)
     try:
-        return _open_dataset(path, variables, chunks, label)
+        return _open_dataset(path, variables, chunks, label, region, period,
+                             regrid=regrid, regrid_step_deg=regrid_step_deg)
     except DataError as exc:
         raise DataError(_one_line(exc)) from None
     except (MemoryError, KeyboardInterrupt):
@@ -717,12 +929,15 @@ def open_dataset(
                         f"{_first_line(exc)})") from exc
 
 
-def _open_dataset(path, variables, chunks, label) -> xr.Dataset:
+def _open_dataset(path, variables, chunks, label, region=None, period=None, *,
+                  regrid="linear", regrid_step_deg=None) -> xr.Dataset:
     files = _expand_paths(path)
     if len(files) == 1:
         raw = _open_one(files[0], chunks)
     else:
         raw = _open_many(files, chunks, label)
+    # 2-D (curvilinear) latitude/longitude: onto a regular grid, or refused (data/regrid.py)
+    raw = regrid_curvilinear(raw, label, regrid, regrid_step_deg)
 
     names = _coord_names(raw, label)
     _refuse_phony(raw, names, label)
@@ -779,6 +994,7 @@ def _open_dataset(path, variables, chunks, label) -> xr.Dataset:
     _check_times(ds, label)
     # Extra dimensions (depth, level, member): squeeze singletons, else take the first.
     notes = [n for n in str(raw.attrs.get(_NOTES_ATTR, "")).split("; ") if n]
+    notes += [f"renamed {old} → {new}" for old, new in rename.items()]
     for v in grid_vars:
         da = ds[v]
         if "time" not in da.dims:
@@ -800,7 +1016,19 @@ def _open_dataset(path, variables, chunks, label) -> xr.Dataset:
         raise DataError(f"{label}: repeated lon values (e.g. {index[index.duplicated()][0]})")
     ds, lon_notes = _normalise_lon(ds)
     notes += lon_notes
-    ds = ds.sortby(["time", "lat", "lon"])
+    if not pd.Index(ds["time"].values).is_monotonic_increasing:
+        notes.append("time: the steps were not in order in the file; sorted")
+    unsorted = [k for k in ("time", "lat", "lon") if not ds.indexes[k].is_monotonic_increasing]
+    for k, what in (("lat", "latitude stored north to south: flipped to south to north"),
+                    ("lon", "longitude not in increasing order: sorted west to east")):
+        if k in unsorted:
+            notes.append(f"{k}: {what}")
+    if unsorted:  # (an isel of every chunk otherwise: daily files are usually in order)
+        ds = ds.sortby(unsorted)
+    # the cut, on the lazy dataset: nothing has been read but coordinates
+    ds, cut_notes = _cut(ds, region, period, label)
+    cut_attrs = {k: ds.attrs[k] for k in ("oceanlab_region", "oceanlab_period") if k in ds.attrs}
+    notes += cut_notes
 
     empty = []
     for v in grid_vars:
@@ -813,7 +1041,8 @@ def _open_dataset(path, variables, chunks, label) -> xr.Dataset:
         if all_nan:
             empty.append((v, fill_notes))
         da = da.astype(np.float32)
-        da.attrs = {k: attrs[k] for k in ("units", "long_name", "standard_name") if k in attrs}
+        da.attrs = {k: attrs[k] for k in ("units", "long_name", "standard_name",
+                                          "oceanlab_regrid") if k in attrs}
         ds[v] = da
     if empty and (variables is not None or len(empty) == len(grid_vars)):
         v, fill_notes = empty[0]
@@ -828,6 +1057,7 @@ def _open_dataset(path, variables, chunks, label) -> xr.Dataset:
     ds["mask"] = mask.assign_attrs(long_name="ocean mask (True = ocean)")
     ds.attrs = _clean_attrs(raw.attrs)
     ds.attrs["source_path"] = label
+    ds.attrs.update(cut_attrs)
     if notes:
         ds.attrs[_NOTES_ATTR] = "; ".join(dict.fromkeys(notes))
     else:

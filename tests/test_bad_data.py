@@ -24,8 +24,8 @@ import xarray as xr
 
 from data import canonical
 from data.canonical import open_dataset, summarize
-from oceanlab_errors import DataError
 from data.tasks import build_interpolation_task
+from oceanlab_errors import DataError
 
 # A plain HDF5 file as h5py writes it (datasets time(4), lat(3), lon(5), ssh(4, 3, 5) =
 # arange(60) / 100, no dimension scales), for machines without h5py.
@@ -233,7 +233,8 @@ def case_truncated_netcdf4(tmp, mp):
     good = _good(tmp, "full.nc", nt=30)
     cut = tmp / "cut4.nc"
     cut.write_bytes(good.read_bytes()[: int(good.stat().st_size * 0.9)])
-    return Case(cut, r"cut4\.nc: truncated file \(\d+ bytes; its header says the data end at byte \d+\)")
+    return Case(cut, r"cut4\.nc: truncated file \(\d+ bytes; its header says the data end at byte \d+\); "
+                     r"it is incomplete: still being written, or cut short by a copy or a download$")
 
 
 @case
@@ -241,7 +242,8 @@ def case_truncated_classic(tmp, mp):
     good = _write(_grid_ds(nt=30), tmp / "full3.nc", format="NETCDF3_CLASSIC")
     cut = tmp / "cut3.nc"
     cut.write_bytes(good.read_bytes()[: int(good.stat().st_size * 0.9)])  # zeros would be read
-    return Case(cut, r"cut3\.nc: truncated file \(\d+ bytes; its header says the data end at byte \d+\)")
+    return Case(cut, r"cut3\.nc: truncated file \(\d+ bytes; its header says the data end at byte \d+\); "
+                     r"it is incomplete")
 
 
 @case
@@ -250,6 +252,21 @@ def case_truncated_inside_header(tmp, mp):
     cut = tmp / "stub.nc"
     cut.write_bytes(good.read_bytes()[:40])
     return Case(cut, r"stub\.nc: truncated file \(40 bytes end inside the NetCDF header\)")
+
+
+@case
+def case_netcdf4_still_being_written(tmp, mp):
+    """A copy taken while the writer has it open (after a sync: every byte is there)."""
+    path = tmp / "writing.nc"
+    nc = _nc4(path)
+    nc.createVariable("sst", "f4", ("time", "lat", "lon"))[:] = np.ones((12, 4, 5))
+    nc.sync()
+    (tmp / "growing.nc").write_bytes(path.read_bytes())
+    nc.close()
+    assert open_dataset(path)["sst"].shape == (12, 4, 5)  # once closed, it loads
+    return Case(tmp / "growing.nc",
+                r"^\S*growing\.nc: incomplete file: still being written \(its HDF5 header marks it "
+                r"open for writing\); wait until the writer closes it")
 
 
 @case
@@ -309,6 +326,55 @@ def case_glob_of_good_parts(tmp, mp):
         np.testing.assert_array_equal(ds["time"].values, whole["time"].values)
         np.testing.assert_allclose(ds["sst"].values, whole["sst"].values)
     return Case(str(tmp / "[bc].nc"), check=check)
+
+
+def _nemo(path: Path, nt: int = 12, zero_block: bool = False, start: str = "2001-01-01") -> Path:
+    """A rotated NEMO-like grid (nav_lat/nav_lon on y, x) with sossheig = lat - lon."""
+    j, i = np.meshgrid(np.arange(12), np.arange(16), indexing="ij")
+    a = np.radians(30.0)
+    lon = -60.0 + 0.25 * (i * np.cos(a) - j * np.sin(a))
+    lat = 30.0 + 0.25 * (i * np.sin(a) + j * np.cos(a))
+    values = np.broadcast_to(lat - lon, (nt, 12, 16)).copy()
+    if zero_block:  # land processors eliminated: coordinates 0, values 0
+        lat[:4, :4] = lon[:4, :4] = values[:, :4, :4] = 0.0
+    ds = xr.Dataset({"sossheig": (("time_counter", "y", "x"), values, {"units": "m"})},
+                    coords={"time_counter": pd.date_range(start, periods=nt),
+                            "nav_lat": (("y", "x"), lat), "nav_lon": (("y", "x"), lon)})
+    return _write(ds, path)
+
+
+@case
+def case_curvilinear_nemo_grid_is_regridded(tmp, mp):
+    def check(ds):
+        assert ds.attrs["oceanlab_regrid"].startswith(
+            "linear from 2-D nav_lat/nav_lon (NEMO) on y×x = 12×16, 0.25° grid")
+        got = ds["sossheig"].isel(time=0)
+        ok = got.notnull()
+        assert 100 < int(ok.sum()) < got.size  # the rotated domain; NaN around it
+        np.testing.assert_allclose(got.values[ok.values], (ds["lat"] - ds["lon"]).values[ok.values],
+                                   atol=1e-4)
+    return Case(_nemo(tmp / "nemo.nc"), check=check)
+
+
+@case
+def case_curvilinear_with_eliminated_land_processors(tmp, mp):
+    def check(ds):
+        assert float(ds["lat"].min()) >= 30.0 and float(ds["lon"].max()) <= -55.0  # no (0, 0)
+        assert "regrid: 16 points at latitude = longitude = 0 taken as missing coordinates" in \
+            ds.attrs["oceanlab_notes"]
+        got = ds["sossheig"].isel(time=0)
+        ok = got.notnull().values
+        np.testing.assert_allclose(got.values[ok], (ds["lat"] - ds["lon"]).values[ok], atol=1e-4)
+    return Case(_nemo(tmp / "nemo0.nc", zero_block=True), check=check)
+
+
+@case
+def case_curvilinear_glob_of_files(tmp, mp):
+    _nemo(tmp / "nemo_a.nc", nt=5)
+    _nemo(tmp / "nemo_b.nc", nt=5, start="2001-01-06")
+    return Case(str(tmp / "nemo_*.nc"),
+                r"nemo_a\.nc: 2-D \(curvilinear\) lat coordinates 'nav_lat' are regridded only as a "
+                r"2-D latitude/longitude pair of one file \(data\.regrid\), not here", "nemo_a.nc")
 
 
 @case
@@ -412,6 +478,15 @@ def case_time_repeated(tmp, mp):
 
 
 @case
+def case_time_repeated_later(tmp, mp):
+    times = pd.date_range("2001-01-01", periods=12)
+    times = times[:5].append(times[4:5]).append(times[5:10]).append(times[7:8])
+    ds = _grid_ds(time=times)  # 01-05 repeated right away, 01-08 at the end: 01-05 is named
+    return Case(_write(ds, tmp / "dup5.nc"),
+                r"^\S*dup5\.nc: repeated time values \(e\.g\. 2001-01-05 00:00:00\)$")
+
+
+@case
 def case_time_not_monotonic(tmp, mp):
     ds = _grid_ds()
     order = np.random.default_rng(1).permutation(12)
@@ -419,6 +494,8 @@ def case_time_not_monotonic(tmp, mp):
     def check(ds_out):
         np.testing.assert_array_equal(ds_out["time"].values, ds["time"].values)
         np.testing.assert_allclose(ds_out["sst"].values, ds["sst"].values)
+        assert "time: the steps were not in order in the file; sorted" in \
+            ds_out.attrs["oceanlab_notes"]
     return Case(_write(ds.isel(time=order), tmp / "shuffled.nc"), check=check)
 
 
@@ -453,6 +530,31 @@ def case_cyclic_longitude_column(tmp, mp):
                                    atol=1e-6)
         assert "lon: dropped 1 repeated column(s)" in ds.attrs["oceanlab_notes"]
     return Case(_good(tmp, "cyclic.nc", nx=13, lon=lon, values=values), check=check)
+
+
+@case
+def case_longitude_descending(tmp, mp):
+    lon = np.linspace(-56.0, -60.0, 5)  # east to west
+    ds = _grid_ds(lon=lon)
+
+    def check(out):
+        np.testing.assert_allclose(out["lon"].values, [-60, -59, -58, -57, -56])
+        np.testing.assert_allclose(out["sst"].values, ds["sst"].values[:, :, ::-1])
+        assert out.attrs["oceanlab_notes"] == ("lon: longitude not in increasing order: "
+                                               "sorted west to east")  # said, on the Data page
+    return Case(_write(ds, tmp / "lon_desc.nc"), check=check)
+
+
+@case
+def case_latitude_and_longitude_descending_0_360(tmp, mp):
+    lat, lon = np.linspace(33.0, 30.0, 4), np.array([302.0, 301.0, 300.0, 299.0, 298.0])
+    ds = _grid_ds(lat=lat, lon=lon)
+
+    def check(out):
+        np.testing.assert_allclose(out["lat"].values, [30, 31, 32, 33])
+        np.testing.assert_allclose(out["lon"].values, [-62, -61, -60, -59, -58])
+        np.testing.assert_allclose(out["sst"].values, ds["sst"].values[:, ::-1, ::-1])
+    return Case(_write(ds, tmp / "desc360.nc"), check=check)
 
 
 @case
@@ -624,6 +726,58 @@ def case_integer_counts_with_minus_9999(tmp, mp):
         np.testing.assert_array_equal(out["n"].values.ravel()[:10], np.arange(10.0))
         assert "n: masked 2 points equal to -9999" in out.attrs["oceanlab_notes"]
     return Case(tmp / "counts.nc", check=check)
+
+
+@case
+def case_packed_scale_factor_add_offset_decoded_exactly(tmp, mp):
+    raw = (np.arange(240) * 37 % 30000 - 15000).reshape(12, 4, 5).astype(np.int16)
+    nc = _nc4(tmp / "packed_exact.nc")
+    v = nc.createVariable("sla", "i2", ("time", "lat", "lon"), fill_value=np.int16(-32767))
+    v.scale_factor, v.add_offset, v.units = 1e-4, 0.25, "m"
+    v.set_auto_maskandscale(False)
+    v[:] = raw
+    nc.close()
+
+    def check(out):
+        expected = (raw.astype(np.float64) * 1e-4 + 0.25).astype(np.float32)
+        assert out["sla"].dtype == np.float32
+        np.testing.assert_array_equal(out["sla"].values, expected)  # exact, no NaN
+        assert out["sla"].attrs["units"] == "m" and "oceanlab_notes" not in out.attrs
+    return Case(tmp / "packed_exact.nc", check=check)
+
+
+@case
+def case_fill_value_inside_the_valid_range(tmp, mp):
+    values = np.round(np.linspace(-2.0, 2.0, 240), 2).reshape(12, 4, 5)
+    values.flat[[7, 100, 231]] = 0.0  # the declared fill value, in the middle of the data
+    nc = _nc4(tmp / "fill0.nc")
+    v = nc.createVariable("sla", "f8", ("time", "lat", "lon"), fill_value=0.0)
+    v.valid_min, v.valid_max, v.units = -5.0, 5.0, "m"
+    v.set_auto_maskandscale(False)
+    v[:] = values
+    nc.close()
+
+    def check(out):
+        got = out["sla"].values
+        fill = values == 0.0
+        assert fill.sum() >= 3
+        np.testing.assert_array_equal(np.isnan(got), fill)  # CF: equal to _FillValue = missing
+        np.testing.assert_array_equal(got[~fill], values[~fill].astype(np.float32))
+        np.testing.assert_array_equal(got.flat[[6, 8]], values.flat[[6, 8]].astype(np.float32))
+    return Case(tmp / "fill0.nc", check=check)
+
+
+@case
+def case_variable_without_units(tmp, mp):
+    nc = _nc4(tmp / "nounits_var.nc")
+    nc.createVariable("sst", "f4", ("time", "lat", "lon"))[:] = np.full((12, 4, 5), 15.0)
+    nc.close()
+
+    def check(ds):
+        assert "units" not in ds["sst"].attrs
+        assert summarize(ds)["variables"]["sst"]["units"] is None  # unknown, said as such
+        assert float(ds["sst"].mean()) == 15.0
+    return Case(tmp / "nounits_var.nc", check=check)
 
 
 @case

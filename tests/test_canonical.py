@@ -121,21 +121,15 @@ def _bad_cases(tmp_path, mock_ds):
     allnan = _write(mock_ds.drop_vars("mask").assign(ssh=lambda d: d.ssh * np.nan)[["ssh"]], tmp_path / "allnan.nc")
     dup = mock_ds.drop_vars("mask").isel(lat=[0, 1, 1, 2])
     dup_path = _write(dup, tmp_path / "dup.nc")
-    lat2d, lon2d = np.meshgrid(np.arange(4.0), np.arange(5.0), indexing="ij")
-    curvi = _write(xr.Dataset(
-        {"ssh": (("time", "y", "x"), np.zeros((3, 4, 5)))},
-        coords={"time": pd.date_range("2000", periods=3),
-                "nav_lat": (("y", "x"), lat2d, {"standard_name": "latitude", "units": "degrees_north"}),
-                "nav_lon": (("y", "x"), lon2d, {"standard_name": "longitude", "units": "degrees_east"})}),
-        tmp_path / "curvi.nc")
+    empty = tmp_path / "empty"
+    empty.mkdir()
     return [
         (text, "not a NetCDF file"),
         (truncated, "truncated file"),
         (nolatlon, "no latitude/longitude"),
         (allnan, "NaN everywhere"),
         (dup_path, "repeated lat"),
-        (curvi, "not supported yet"),
-        (tmp_path, "is a directory"),
+        (empty, "is a directory"),  # without NetCDF files (a folder of files opens)
         (tmp_path / "missing.nc", "no such file"),
         (str(tmp_path / "nothing*.nc"), "no file matches"),
     ]

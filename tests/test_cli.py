@@ -135,7 +135,7 @@ def _tree_digest(path):
 
 @pytest.mark.parametrize("argv, message", [
     (["inspect", "{tmp}/nothing.nc"], "nothing.nc: no such file"),
-    (["inspect", "{tmp}"], "is a directory"),
+    (["inspect", "{tmp}/runs"], "is a directory"),  # no NetCDF file in it
     (["train", "--data", "{tmp}/nothing.nc", "--model", "oi"], "no such file"),
     (["train", "--data", "{nc}", "--model", "oi", "--set", "model.bogus=1"], "not a parameter of model 'oi'"),
     (["train", "--data", "{nc}", "--model", "oi", "--set", "model.lx_deg=-2"], "model.lx_deg"),

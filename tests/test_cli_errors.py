@@ -160,7 +160,8 @@ CATALOGUE = [
     _case(["generate", "--out", "/dev/null"], "--out", "not a regular file", id="out-device"),
     _case(["generate", "--out", "{file}/osse.nc"], "--out", "osse.nc", "notes.txt is a file", id="out-under-file"),
     _case(["generate", "--out", "{file}/sub/osse.nc"], "--out", "cannot create", id="out-parent-uncreatable"),
-    _case(["train", "--data", "{tmp}", "--runs-dir", "{runs}"], "is a directory", id="data-is-directory"),
+    # a folder without NetCDF files (a folder of daily files opens as one dataset)
+    _case(["train", "--data", "{runs}", "--runs-dir", "{runs}"], "is a directory", id="data-is-directory"),
     _case(["train", "--data", "{tmp}/nothing.nc", "--runs-dir", "{runs}"], "nothing.nc: no such file",
           id="data-missing"),
     _case(["inspect", "{tmp}/nothing.nc"], "nothing.nc: no such file", id="inspect-missing"),

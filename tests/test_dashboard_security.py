@@ -294,7 +294,7 @@ def test_file_attributes_are_plain_text(workspace: Path):
     at.text_input(key="data.path").input(str(path)).run()
     assert not at.exception  # the "$\frac{$" units would break matplotlib's mathtext
     assert not at.error
-    assert f"Notes: {EVIL}" in texts(at.caption)
+    assert EVIL in texts(at.markdown)  # "What the loader changed", one line per note
     assert "observations of obs_*b*" in texts(at.caption)
     _assert_nothing_renders(at)
     assert not any("[x](y)" in v or "*b*" in v for v in _markdown_values(at))

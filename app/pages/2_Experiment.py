@@ -58,6 +58,15 @@ def data_section(task: str) -> tuple[dict, bool, xr.Dataset | None]:
         ds = ui.open_or_error(path)
         if ds is None:
             return overrides, False, None
+    cut = st.session_state.get("data.selection")  # chosen on the Data page
+    if cut and path and cut.get("path") == str(path):
+        region = ",".join(f"{v:g}" for v in cut["region"])
+        if st.checkbox(ui.plain(f"Cut to the region {region} and the period "
+                                f"{cut['period'][0]} → {cut['period'][1]} chosen on the "
+                                "Data page"), value=True, key="exp.use_cut",
+                       help="config keys data.region and data.period: the data are cut "
+                            "before anything is loaded"):
+            overrides["data.region"], overrides["data.period"] = cut["region"], cut["period"]
     variables = ui.data_variables(ds) if ds is not None else []
     truth_default = (ds.attrs.get("oceanlab_truth_var") if ds is not None else None) or (
         variables[0] if variables else "ssh")
@@ -73,13 +82,95 @@ def data_section(task: str) -> tuple[dict, bool, xr.Dataset | None]:
     if task in OBSERVATION_TASKS:
         obs_default = (ds.attrs.get("oceanlab_obs_var") if ds is not None else None) or "simulation"
         overrides["data.obs"] = cols[1].selectbox(
-            "Observations", [None, "simulation", *[v for v in variables if v != var]],
-            format_func=lambda v: f"default ({obs_default})" if v is None else v,
+            "Observations", [None, "simulation", TRACK_FILES, *[v for v in variables if v != var]],
+            format_func=lambda v: (f"default ({obs_default})" if v is None else
+                                   "along-track files…" if v == TRACK_FILES else v),
             placeholder=f"default ({obs_default})",
             help=labels.config_key_help("obs", DataConfig.model_fields["obs"].description,
                                         "data"),
             key="exp.obs")
+        if overrides["data.obs"] == TRACK_FILES:
+            spec, holdout, ok = track_files_section(ds, var or truth_default)
+            overrides["data.obs"], overrides["data.holdout"] = spec, holdout
+            if not ok:
+                return overrides, False, ds
     return overrides, True, ds
+
+
+#: The Observations choice that reads along-track files (the 2021a OSE layout, L3 products).
+TRACK_FILES = "__track_files__"
+
+
+@st.cache_data(max_entries=8, show_spinner="Reading the along-track files…")
+def track_summary(spec: str, stamp: tuple, box: tuple | None, units: str | None) -> dict:
+    """Samples per mission of the along-track files ``spec`` inside the dataset's box and
+    period (``stamp``: the files' modification times, the cache key)."""
+    from data.alongtrack import read_tracks
+
+    kwargs = {}
+    if box is not None:
+        kwargs = {"lon_range": box[0:2], "lat_range": box[2:4], "period": box[4:6]}
+    tracks = read_tracks(spec, target_units=units, **kwargs)
+    missions = pd.Series(tracks["mission"].values).value_counts().sort_index()
+    return {"missions": {str(k): int(v) for k, v in missions.items()},
+            "variable": str(tracks.attrs.get("variable")),
+            "units": str(tracks["value"].attrs.get("units", ""))}
+
+
+def track_files_section(ds: xr.Dataset | None, var: str) -> tuple[str | None, list | None, bool]:
+    """A glob of along-track files under the data roots (``PATH_OR_GLOB[:VARIABLE]``), the
+    missions they hold inside the dataset's box and period, and the missions held out for
+    evaluation; ``(spec, holdout, ok)``."""
+    import glob as globmod
+
+    from backend.paths import check_user_path
+    from data.alongtrack import parse_obs_spec
+    from oceanlab_errors import OceanLabError
+
+    text = st.text_input(
+        "Along-track files (path or glob, optionally :VARIABLE)", key="exp.obs_files",
+        placeholder="dc_obs/*.nc or dc_obs/*.nc:sla_unfiltered",
+        help="1-D series of time, latitude, longitude and a value (the data challenge's "
+             "layout, L3 along-track products), one file per mission or per day; gridded by "
+             "day onto the dataset's grid (mean of the samples in a cell). Config key: "
+             "data.obs")
+    if not text.strip():
+        st.info("Type the path or glob of the along-track files, under the data roots.")
+        return None, None, False
+    pattern, variable = parse_obs_spec(text.strip())
+    try:
+        checked = check_user_path(pattern)
+    except OceanLabError as exc:
+        st.error(ui.plain(exc))
+        return None, None, False
+    spec = checked + (f":{variable}" if variable else "")
+    files = sorted(globmod.glob(checked)) if any(c in checked for c in "*?[") else [checked]
+    stamp = tuple((f, ui.file_mtime(f)) for f in files)
+    box = None
+    units = None
+    if ds is not None:
+        t = pd.DatetimeIndex(ds["time"].values)
+        box = (float(ds["lon"].min()), float(ds["lon"].max()), float(ds["lat"].min()),
+               float(ds["lat"].max()), str(t[0]), str(t[-1]))
+        units = ds[var].attrs.get("units") if var in ds else None
+    try:
+        summary = track_summary(spec, stamp, box, units)
+    except OceanLabError as exc:
+        st.error(ui.plain(exc))
+        return spec, None, False
+    missions = summary["missions"]
+    st.caption(ui.plain(
+        f"{len(files)} file(s), variable {summary['variable']} ({summary['units'] or 'no units'})"
+        f"; samples in the dataset's box and period: "
+        + ", ".join(f"{m} {n:,}" for m, n in missions.items())))
+    holdout = st.multiselect(
+        "Held out for evaluation", list(missions), key="exp.holdout",
+        help="missions left out of the inputs and scored along their tracks over the test "
+             "period (as the 2021a challenge holds out Cryosat-2). Config key: data.holdout")
+    if holdout and len(holdout) == len(missions):
+        st.error("Every mission is held out: keep at least one as input.")
+        return spec, holdout, False
+    return spec, holdout or None, True
 
 
 def dataset_times(ds: xr.Dataset | None) -> pd.DatetimeIndex | None:
@@ -188,10 +279,17 @@ def setup_section() -> None:
     with task_box:
         task_values = task_section(task, ds)
     data_extra: dict = {}
-    if task in OBSERVATION_TASKS:
-        with st.expander("Simulated observations"):
-            data_extra = ui.config_widgets(DataConfig, "exp.data", skip=("path", "var", "obs"),
-                                           section="data")
+    own = ("path", "var", "obs", "holdout", "region", "period")  # set above, or on Data
+    reading = ("regrid", "regrid_step_deg", "mdt")
+    fields = tuple(DataConfig.model_fields)
+    with st.expander("Reading the data (curvilinear grids, ADT)"):
+        data_extra.update(ui.config_widgets(
+            DataConfig, "exp.data", section="data",
+            skip=tuple(n for n in fields if n not in reading)))
+    if task in OBSERVATION_TASKS:  # the other tasks keep these fields' defaults
+        with st.expander("Simulated observations and extra inputs"):
+            data_extra.update(ui.config_widgets(
+                DataConfig, "exp.data", section="data", skip=own + reading))
 
     launch_col, force_col = st.columns([1, 4], vertical_alignment="center")
     force = force_col.checkbox(
