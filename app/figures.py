@@ -214,6 +214,9 @@ class MapPanel:
     units: str = ""
     #: A box (lon0, lon1, lat0, lat1) outlined on the map: a chosen region.
     box: tuple[float, float, float, float] | None = None
+    #: Eddies contoured on the map (:func:`draw_eddies`): an EddySet of
+    #: :mod:`data.eddies` or a class mask ``(lat, lon)`` (1 cyclonic, 2 anticyclonic).
+    eddies: object = None
 
 
 def _lat_lon(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
@@ -315,6 +318,8 @@ def draw_map(ax, panel: MapPanel, *, coastline: tuple[str, Path] | None = None):
                                 edgecolors="0.15", linewidths=0.15, transform=data_crs,
                                 zorder=4)
             mappable = mappable if mappable is not None else points
+    if panel.eddies is not None:
+        draw_eddies(ax, panel.eddies, lat, lon)
     if coastline is not None:
         ax.coastlines(resolution=coastline[0], color=COAST_COLOUR, linewidth=0.7, zorder=5)
     if panel.box is not None:
@@ -371,9 +376,11 @@ def map_figure(
     land_mask: xr.DataArray | np.ndarray | None = None,
     units: str | None = None,
     box: tuple[float, float, float, float] | None = None,
+    eddies: object = None,
 ) -> Figure:
     """One map of a field ``(lat, lon)`` with optional observation points; two axes (map,
-    colour bar). ``box`` (lon0, lon1, lat0, lat1) is outlined dashed (a chosen region).
+    colour bar). ``box`` (lon0, lon1, lat0, lat1) is outlined dashed (a chosen region);
+    ``eddies`` (an EddySet or a class mask) are contoured, cyclones blue, anticyclones red.
 
     Parameters
     ----------
@@ -388,7 +395,7 @@ def map_figure(
     panel = MapPanel(da2d, title=title, cmap=cmap, vmin=vmin, vmax=vmax, obs=obs,
                      land_mask=land_mask,
                      units=units if units is not None else str(da2d.attrs.get("units", "")),
-                     box=box)
+                     box=box, eddies=eddies)
     return maps_figure([panel], ncols=1, panel_size=(6.4, 5.0))
 
 
@@ -937,3 +944,250 @@ def runs_day_figure(
     shift = [0, 1 if truth is not None and len(fields) <= ncols else 0]
     return _grouped_maps(groups, ncols=ncols, panel_size=panel_size, suptitle=suptitle,
                          shift=shift)
+
+
+# --------------------------------------------------------------------------- eddies
+
+#: Eddy classes of a class mask (0 is the background) and their names.
+EDDY_CLASSES: dict[int, str] = {1: "cyclonic", 2: "anticyclonic"}
+#: Contour colour of each eddy class: cyclones blue, anticyclones red.
+EDDY_COLOURS: dict[str, str] = {"cyclonic": "#1f5fd1", "anticyclonic": "#d62728"}
+#: Names of the classes of a class mask, in id order (the confusion matrix's labels).
+CLASS_LABELS: tuple[str, ...] = ("background", "cyclonic", "anticyclonic")
+
+
+def _eddy_mask(eddies: object) -> xr.DataArray | np.ndarray | None:
+    """The class mask of ``eddies``: its ``mask`` (an EddySet) or itself (a mask)."""
+    if eddies is None:
+        return None
+    if isinstance(eddies, (xr.DataArray, np.ndarray)):
+        return eddies
+    return getattr(eddies, "mask", None)
+
+
+def _eddy_table(eddies: object) -> pd.DataFrame | None:
+    table = getattr(eddies, "eddies", None)
+    return table if isinstance(table, pd.DataFrame) else None
+
+
+def _rings(value: object) -> list[np.ndarray]:
+    """The closed contours of one eddy as ``(n, 2)`` arrays of (lon, lat): from one
+    ``(n, 2)`` array, a pair of lon and lat arrays, a stack of rings or a list of them;
+    nothing from None, NaN or anything unreadable."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return []
+    try:
+        arr = np.asarray(value, dtype="float64")
+    except (TypeError, ValueError):  # a ragged list of rings
+        if isinstance(value, (list, tuple)):
+            return [r for item in value for r in _rings(item)]
+        return []
+    if arr.ndim == 2 and arr.shape[1] == 2 and arr.shape[0] >= 2:
+        return [arr]
+    if arr.ndim == 2 and arr.shape[0] == 2 and arr.shape[1] > 2:
+        return [arr.T]
+    if arr.ndim == 3 and arr.shape[2] == 2:
+        return list(arr)
+    return []
+
+
+def draw_eddies(ax, eddies: object, lat: np.ndarray, lon: np.ndarray) -> int:
+    """Contour ``eddies`` on the map ``ax``: cyclones blue, anticyclones red (white halo).
+
+    ``eddies`` is an EddySet of :mod:`data.eddies` (``mask`` and a table ``eddies`` with
+    ``kind``, ``lon``, ``lat`` and ``contour``) or a class mask ``(lat, lon)`` (0 background,
+    1 cyclonic, 2 anticyclonic). The table's contours are drawn when it has any, with a dot
+    at each centre; otherwise the boundary of each class of the mask (its 0.5 contour).
+    Returns the number of contours drawn from the table (0 when drawn from the mask).
+    """
+    from matplotlib import patheffects
+
+    data_crs = ccrs.PlateCarree()
+    # a white halo keeps a red contour visible over the red of an anticyclone (and blue)
+    halo = [patheffects.withStroke(linewidth=3.4, foreground="white")]
+    table = _eddy_table(eddies)
+    drawn = 0
+    if table is not None and len(table) and "contour" in table and "kind" in table:
+        for row in table.itertuples(index=False):
+            colour = EDDY_COLOURS.get(str(row.kind))
+            if colour is None:
+                continue
+            for ring in _rings(row.contour):
+                ax.plot(ring[:, 0], ring[:, 1], color=colour, linewidth=1.6,
+                        path_effects=halo, transform=data_crs, zorder=5, label=str(row.kind))
+                drawn += 1
+        if drawn:
+            if {"lon", "lat"} <= set(table.columns):
+                for kind, colour in EDDY_COLOURS.items():
+                    rows = table[table["kind"] == kind]
+                    if len(rows):
+                        ax.plot(rows["lon"].to_numpy(float), rows["lat"].to_numpy(float),
+                                linestyle="none", marker="o", markersize=2.5, color=colour,
+                                transform=data_crs, zorder=5)
+            return drawn
+    mask = _eddy_mask(eddies)
+    if mask is None:
+        return 0
+    if isinstance(mask, xr.DataArray):
+        if "lat" in mask.coords and "lon" in mask.coords:
+            mask = mask.squeeze(drop=True)
+            lat, lon = _lat_lon(mask)
+            mask = mask.transpose("lat", "lon")
+        values = np.asarray(mask.values, dtype="float64")
+    else:
+        values = np.asarray(mask, dtype="float64")
+    values = np.nan_to_num(values.squeeze(), nan=0.0)
+    if values.shape != (lat.size, lon.size) or lat.size < 2 or lon.size < 2:
+        return 0
+    for cls, kind in EDDY_CLASSES.items():
+        inside = (values == cls).astype("float64")
+        if not inside.any():
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            lines = ax.contour(lon, lat, inside, levels=[0.5], colors=[EDDY_COLOURS[kind]],
+                               linewidths=1.6, transform=data_crs, zorder=5)
+        lines.set_path_effects(halo)
+    return 0
+
+
+def _eddy_legend(fig) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, linewidth=1.6, label=k) for k, c in EDDY_COLOURS.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8,
+               frameon=False)
+
+
+def eddy_maps_figure(
+    ssh: xr.DataArray | None,
+    reference: object,
+    predicted: object,
+    *,
+    land_mask: xr.DataArray | np.ndarray | None = None,
+    units: str = "",
+    titles: Sequence[str] = ("Reference", "Prediction"),
+    suptitle: str | None = None,
+    limits: tuple[float, float] | None = None,
+    panel_size: tuple[float, float] = (4.6, 3.9),
+) -> Figure:
+    """The eddies of a reference and of a prediction side by side, over the SSH.
+
+    Parameters
+    ----------
+    ssh : SSH ``(lat, lon)`` drawn under both panels (cmocean balance, one colour bar shared
+        by both), or a pair of fields (one per panel, same scale), or None: the class maps
+        themselves in light colours, with no colour bar.
+    reference, predicted : EddySet (:mod:`data.eddies`) or class mask ``(lat, lon)``
+        (0 background, 1 cyclonic, 2 anticyclonic); contoured by :func:`draw_eddies`,
+        cyclones blue and anticyclones red.
+    land_mask : ocean mask ``(lat, lon)`` (True = ocean).
+    units : the colour bar's label.
+    titles : the two panels' titles.
+    limits : SSH colour limits (default: symmetric over the SSH).
+
+    Returns
+    -------
+    A figure of two GeoAxes, one colour bar (when there is SSH) and a legend of the classes.
+    """
+    fields = list(ssh) if isinstance(ssh, (tuple, list)) else [ssh, ssh]
+    if fields[0] is None:
+        classes = ListedColormap(["white", "#c6dbef", "#fcbba1"])
+        fields = [_eddy_mask(e) for e in (reference, predicted)]
+        if any(f is None for f in fields):
+            raise ValueError("eddy_maps_figure needs SSH or two class masks to draw")
+        fields = [f if isinstance(f, xr.DataArray) else xr.DataArray(f, dims=("lat", "lon"))
+                  for f in fields]
+        panels = [MapPanel(f.astype("float64"), str(t), classes, -0.5, 2.5,
+                           land_mask=land_mask, eddies=e)
+                  for f, t, e in zip(fields, titles, (reference, predicted), strict=False)]
+    else:
+        lo, hi = limits if limits is not None else shared_limits(*fields)
+        panels = [MapPanel(f, str(t), cmocean.cm.balance, lo, hi, land_mask=land_mask,
+                           units=units, eddies=e)
+                  for f, t, e in zip(fields, titles, (reference, predicted), strict=False)]
+    fig = Figure(figsize=(panel_size[0] * 2 + 1.2, panel_size[1] + 0.9), layout="constrained")
+    coastline = natural_earth_coastline()
+    axes, mappable = [], None
+    for i, panel in enumerate(panels):
+        lon = _lat_lon(panel.data)[1]
+        ax = fig.add_subplot(1, 2, i + 1, projection=_projection(lon))
+        m = draw_map(ax, panel, coastline=coastline)
+        axes.append(ax)
+        mappable = mappable if mappable is not None else m
+    if ssh is not None and mappable is not None:
+        fig.colorbar(mappable, ax=axes, shrink=0.85, pad=0.02, label=plain_label(units) or None)
+    _eddy_legend(fig)
+    if suptitle:
+        fig.suptitle(plain_label(suptitle), fontsize=11)
+    return fig
+
+
+def class_confusion(reference: object, predicted: object, *, n_classes: int = 3,
+                    where: object = None) -> np.ndarray:
+    """The confusion matrix of two class maps: ``[i, j]`` counts the cells of reference
+    class ``i`` predicted as class ``j`` (numpy ``bincount``).
+
+    ``reference`` and ``predicted`` are arrays of class ids of one shape (any dims); cells
+    that are NaN, outside ``0..n_classes-1`` or False in ``where`` (broadcast, e.g. an ocean
+    mask ``(lat, lon)`` against ``(time, lat, lon)``) are left out.
+    """
+    ref = np.asarray(getattr(reference, "values", reference), dtype="float64")
+    pred = np.asarray(getattr(predicted, "values", predicted), dtype="float64")
+    if ref.shape != pred.shape:
+        raise ValueError(f"reference {ref.shape} and prediction {pred.shape} differ in shape")
+    keep = (np.isfinite(ref) & np.isfinite(pred) & (ref >= 0) & (ref < n_classes)
+            & (pred >= 0) & (pred < n_classes))
+    if where is not None:
+        keep &= np.broadcast_to(np.asarray(getattr(where, "values", where), dtype=bool),
+                                ref.shape)
+    ids = ref[keep].astype("int64") * n_classes + pred[keep].astype("int64")
+    return np.bincount(ids, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def confusion_matrix_figure(
+    matrix: np.ndarray,
+    labels: Sequence[str] = CLASS_LABELS,
+    normalise: bool = True,
+    *,
+    title: str = "",
+    size: tuple[float, float] = (4.6, 3.8),
+) -> Figure:
+    """A confusion matrix: rows the reference class, columns the predicted class.
+
+    With ``normalise`` each row is divided by its total (the share of the reference class
+    predicted as each class: the diagonal is each class's recall) and coloured by it, and
+    each cell reads ``share`` over ``count``; otherwise cells are coloured and labelled by
+    their counts.
+    """
+    counts = np.asarray(matrix, dtype="float64")
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
+        raise ValueError(f"a confusion matrix is square; got shape {counts.shape}")
+    n = counts.shape[0]
+    labels = [plain_label(v) for v in labels][:n] + [str(i) for i in range(len(labels), n)]
+    if normalise:
+        totals = counts.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shown = np.where(totals > 0, counts / totals, 0.0)
+        vmax = 1.0
+    else:
+        shown, vmax = counts, max(float(counts.max()), 1.0)
+    fig = Figure(figsize=size, layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(shown, cmap="Blues", vmin=0.0, vmax=vmax)
+    for i in range(n):
+        for j in range(n):
+            count = f"{counts[i, j]:,.0f}"
+            text = f"{shown[i, j]:.1%}\n{count}" if normalise else count
+            dark = shown[i, j] > 0.6 * vmax
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if dark else "black")
+    ax.set_xticks(range(n), labels, fontsize=8)
+    ax.set_yticks(range(n), labels, fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("reference class")
+    fig.colorbar(image, ax=ax, shrink=0.85,
+                 label="share of the reference class" if normalise else "cells")
+    if title:
+        ax.set_title(plain_label(title), fontsize=10)
+    return fig

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 import xarray as xr
 
-from app import figures, ui
+from app import figures, ui, views
 from backend import paths
 from data.canonical import describe_step, summarize
 
@@ -81,7 +82,133 @@ def show_summary(ds) -> None:
     st.dataframe(table, hide_index=True, width="stretch")
 
 
-def show_map(ds, path: str) -> str:
+#: The region and period chosen here: ``{"path", "region", "period"}``, which the
+#: Experiment page applies (data.region, data.period) while the same dataset is chosen.
+SELECTION_KEY = "data.selection"
+
+
+def _edges(values) -> tuple[float, float]:
+    """The outer cell edges of sorted cell centres."""
+    import numpy as np
+
+    v = np.asarray(values, dtype="float64")
+    half = 0.5 * float(np.median(np.diff(v))) if v.size > 1 else 0.5
+    return round(float(v[0]) - half, 4), round(float(v[-1]) + half, 4)
+
+
+def region_section(ds, path: str) -> tuple[float, float, float, float] | None:
+    """Sliders of the region (cell edges) and period to keep; the choice is outlined on the
+    map, sized, and handed to the Experiment page. Returns the box when it is not the whole
+    grid."""
+    import numpy as np
+
+    lon0, lon1 = _edges(ds["lon"].values)
+    lat0, lat1 = _edges(ds["lat"].values)
+    step_lon = float(np.median(np.diff(ds["lon"].values))) if ds.sizes["lon"] > 1 else 0.1
+    step_lat = float(np.median(np.diff(ds["lat"].values))) if ds.sizes["lat"] > 1 else 0.1
+    times = pd.DatetimeIndex(ds["time"].values)
+    prefix = f"data.cut.{zlib.crc32(str(path).encode())}"  # another file: sliders afresh
+    c1, c2, c3 = st.columns(3)
+    lon = c1.slider("Longitude (°E)", lon0, lon1, (lon0, lon1), step=round(step_lon, 4),
+                    key=f"{prefix}.lon", format="%.2f")
+    lat = c2.slider("Latitude (°N)", lat0, lat1, (lat0, lat1), step=round(step_lat, 4),
+                    key=f"{prefix}.lat", format="%.2f")
+    if len(times) > 1:
+        period = c3.slider("Period", times[0].date(), times[-1].date(),
+                           (times[0].date(), times[-1].date()), key=f"{prefix}.period")
+    else:
+        period = (times[0].date(), times[0].date())
+        c3.caption(f"Period: {period[0]} (one time step)")
+    whole = (lon == (lon0, lon1) and lat == (lat0, lat1)
+             and period == (times[0].date(), times[-1].date()))
+    keep_lon = (ds["lon"] >= lon[0]) & (ds["lon"] <= lon[1])
+    keep_lat = (ds["lat"] >= lat[0]) & (ds["lat"] <= lat[1])
+    keep_t = (times >= pd.Timestamp(period[0])) & (times <= pd.Timestamp(period[1]) +
+                                                    pd.Timedelta(hours=23, minutes=59))
+    n_lon, n_lat, n_t = int(keep_lon.sum()), int(keep_lat.sum()), int(keep_t.sum())
+    n_vars = len(ui.data_variables(ds))
+    mb = n_lon * n_lat * n_t * 4 * n_vars / 2**20
+    full = ds.sizes["lon"] * ds.sizes["lat"] * len(times) * 4 * n_vars / 2**20
+    if whole:
+        st.session_state.pop(SELECTION_KEY, None)
+        st.caption(ui.plain(f"The whole dataset: {ds.sizes['lat']} × {ds.sizes['lon']} cells × "
+                            f"{len(times)} steps, {full:,.0f} MB as float32. Narrow the "
+                            "sliders to cut a region and period for the experiment."))
+        return None
+    if not (n_lon and n_lat and n_t):
+        st.error("The region and period keep no grid cell or time step: widen them.")
+        st.session_state.pop(SELECTION_KEY, None)
+        return None
+    region = [round(lon[0], 4), round(lon[1], 4), round(lat[0], 4), round(lat[1], 4)]
+    dates = [str(period[0]), str(period[1])]
+    st.session_state[SELECTION_KEY] = {"path": str(path), "region": region, "period": dates}
+    st.caption(ui.plain(
+        f"Kept: {n_lat} × {n_lon} cells × {n_t} steps, {mb:,.0f} MB as float32 of the "
+        f"{full:,.0f} MB of the whole dataset, cut before anything is loaded. The Experiment "
+        f"page uses this region and period (data.region {','.join(f'{v:g}' for v in region)},"
+        f" data.period {','.join(dates)}; on the command line --region and --period)."))
+    return tuple(region)
+
+
+#: The eddy detectors offered on the map (``data.eddies.detect_<method>``) and their labels.
+EDDY_METHODS = {"contour": "closed SSH contours", "okubo_weiss": "Okubo-Weiss parameter"}
+
+
+def eddy_detector(method: str):
+    """``data.eddies.detect_<method>``, or None when eddy detection is not installed."""
+    try:
+        from data import eddies
+    except ImportError:
+        return None
+    return getattr(eddies, f"detect_{method}", None)
+
+
+@st.cache_resource(max_entries=32, show_spinner="Detecting eddies…")
+def detect_eddies(path: str, mtime: float, var: str, day: str, method: str):
+    """The eddies of ``var`` on ``day`` found by ``method`` (an EddySet), cached on the
+    file, its modification time, the variable, the day and the method."""
+    detector = eddy_detector(method)
+    if detector is None:
+        raise ImportError("eddy detection not available")
+    return detector(ui.day_field(path, mtime, var, day))
+
+
+def eddy_controls(da) -> str | None:
+    """The eddy overlay's checkbox and method (for an SSH-like variable); the chosen
+    method, or None when no eddies are to be drawn."""
+    if not views.is_ssh(da):
+        return None
+    if not st.checkbox("Overlay detected eddies", key="data.eddies",
+                       help="contour the eddies a detector finds in this day's field: "
+                            "cyclones blue, anticyclones red"):
+        return None
+    return st.selectbox("Eddy detector", list(EDDY_METHODS), format_func=EDDY_METHODS.get,
+                        key="data.eddies_method")
+
+
+def eddy_overlay(path: str, mtime: float, var: str, day: str, method: str | None):
+    """The EddySet to draw and a caption counting its eddies; (None, note) when there is
+    nothing to draw (no method chosen, no detector, or the detection failed)."""
+    if method is None:
+        return None, None
+    if eddy_detector(method) is None:
+        st.info("eddy detection not available")
+        return None, None
+    try:
+        found = detect_eddies(path, mtime, var, day, method)
+    except Exception as exc:  # noqa: BLE001 (a detector failure must not break the page)
+        st.warning(ui.plain(f"eddy detection failed: {ui.first_line(str(exc))}"))
+        return None, None
+    table = getattr(found, "eddies", None)
+    kinds = (table["kind"].astype(str).value_counts()
+             if isinstance(table, pd.DataFrame) and "kind" in table else pd.Series(dtype=int))
+    n_c, n_a = int(kinds.get("cyclonic", 0)), int(kinds.get("anticyclonic", 0))
+    return found, (f"{n_c} cyclone{'s' * (n_c != 1)}, {n_a} anticyclone{'s' * (n_a != 1)} "
+                   f"detected ({EDDY_METHODS.get(method, method)}): cyclones outlined in "
+                   "blue, anticyclones in red")
+
+
+def show_map(ds, path: str, box=None) -> str:
     """A map of one variable on one day, with observations overlaid as points."""
     variables = ui.data_variables(ds)
     default = ds.attrs.get("oceanlab_truth_var")
@@ -103,17 +230,21 @@ def show_map(ds, path: str) -> str:
         else:
             day = labels[0]
             st.caption(f"Day: {day} (one time step)")
+        method = eddy_controls(ds[var])
     mtime = ui.file_mtime(path)
     field = ui.day_field(path, mtime, var, day)
     cmap, vmin, vmax = ui.variable_style(path, mtime, var)
     obs = ui.day_field(path, mtime, overlay, day) if overlay != NO_OVERLAY else None
     with right:  # drawn once per (file, modification time, variable, overlay, day)
+        found, eddy_note = eddy_overlay(str(path), mtime, var, day, method)
         ui.show_cached_figure(
-            ("data map", str(path), mtime, var, overlay, day),
+            ("data map", str(path), mtime, var, overlay, day, box,
+             method if found is not None else None),
             lambda: figures.map_figure(
                 field, title=f"{var} · {day}", cmap=cmap, vmin=vmin, vmax=vmax, obs=obs,
-                land_mask=ds["mask"], units=str(ds[var].attrs.get("units", ""))))
-        notes = []
+                land_mask=ds["mask"], units=str(ds[var].attrs.get("units", "")), box=box,
+                eddies=found))
+        notes = [eddy_note] if eddy_note else []
         if obs is not None:
             notes.append(f"{int(obs.notnull().sum())} observations of {ui.plain(overlay)} "
                          "on this day")
@@ -196,8 +327,10 @@ def main() -> None:
     if ds is None:
         return
     ui.remember_dataset(path)
+    st.subheader("Region and period")
+    box = region_section(ds, path)
     st.subheader("Map")
-    overlay = show_map(ds, path)
+    overlay = show_map(ds, path, box)
     st.subheader("Observation coverage")
     show_coverage(ds, path, overlay)
     st.subheader("Summary")

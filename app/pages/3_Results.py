@@ -44,7 +44,7 @@ VIEW_CAPTIONS = {
 }
 #: Variables each task's prediction.nc must hold besides the prediction (others: truth).
 REQUIRED = {"interpolation": ("truth", "obs"), "forecast": ("truth", "initial"),
-            "downscaling": ("truth", "coarse")}
+            "downscaling": ("truth", "coarse"), "segmentation": ("truth",)}
 
 
 def choose_run() -> Run | None:
@@ -352,6 +352,141 @@ def rmse_over_starts(diag: xr.Dataset | None, run: Run, j: int, units: str, lead
                "date; the dashed line is the start shown on the maps.")
 
 
+# --------------------------------------------------------------------------- segmentation
+
+#: Variables of a segmentation run's prediction.nc that may hold the SSH the eddies were
+#: found in (the input maps first), drawn under the contours.
+SEGMENTATION_SSH = ("input", "ssh_input", "ssh", "truth_ssh", "ssh_truth")
+#: Object scores of a segmentation run (eddies matched one to one), in the order shown.
+OBJECT_SCORES = ("eddy_precision", "eddy_recall", "eddy_f1", "radius_error_km",
+                 "amplitude_error_m")
+
+
+def _ssh_variable(pred: xr.Dataset, rec_name: str) -> str | None:
+    """The SSH maps of a segmentation prediction (``input`` first), or None."""
+    for name in SEGMENTATION_SSH:
+        if name != rec_name and name in pred and {"lat", "lon"} <= set(pred[name].dims):
+            return name
+    return None
+
+
+def _day(da: xr.DataArray, i: int) -> xr.DataArray:
+    """Day ``i`` of ``da`` as ``(lat, lon)``: any other dimension (a channel) at its first."""
+    if "time" in da.dims:
+        da = da.isel(time=i)
+    extra = {d: 0 for d in da.dims if d not in ("lat", "lon")}
+    return (da.isel(extra) if extra else da).transpose("lat", "lon")
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def ssh_limits(run_dir: str, mtime: float, name: str) -> tuple[float, float]:
+    """Symmetric colour limits of the SSH ``name`` over the test period (its 99.5th
+    percentile of |SSH|), cached on the run folder and prediction.nc's modification time."""
+    import numpy as np
+
+    values = np.abs(np.asarray(ui.prediction(Run(Path(run_dir)))[name].values, "float64"))
+    values = values[np.isfinite(values)]
+    m = float(np.percentile(values, 99.5)) if values.size else 0.0
+    return (-m, m) if m > 0 else (-1.0, 1.0)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def confusion(run_dir: str, mtime: float):
+    """The 3×3 confusion matrix (reference class × predicted class) of the whole test
+    period over ocean cells, cached on the run folder and prediction.nc's modification
+    time."""
+    pred = ui.prediction(Run(Path(run_dir)))
+    name = ui.reconstruction_name(pred)
+    truth = pred["truth"].transpose(..., "lat", "lon")
+    predicted = pred[name].transpose(*truth.dims)
+    ocean = ui.ocean_mask(pred).transpose("lat", "lon")
+    return figures.class_confusion(truth.values, predicted.values,
+                                   n_classes=len(figures.CLASS_LABELS), where=ocean.values)
+
+
+def object_scores(metrics: dict) -> None:
+    """The eddy-by-eddy scores of ``metrics.json`` (precision, recall, F1, radius and
+    amplitude errors of the matched eddies)."""
+    st.subheader("Object scores")
+    notes = ui.as_dict(metrics.get("notes"))
+    rows = [{"score": score_info(k).label, "key": k, "value": ui.format_value(metrics.get(k)),
+             "units": score_info(k).unit_text(""), "note": ui.as_text(notes.get(k))}
+            for k in OBJECT_SCORES if k in metrics]
+    if not rows:
+        st.info("metrics.json holds no object score (eddy precision, recall, F1) for this run.")
+        return
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.caption("Each eddy of the prediction is matched to at most one eddy of the reference "
+               "(the detector's eddies of the truth) by overlap: precision = matched / "
+               "predicted eddies, recall = matched / reference eddies, F1 their harmonic "
+               "mean; the radius and amplitude errors are the mean absolute differences over "
+               "the matched pairs.")
+
+
+def segmentation_results(pred: xr.Dataset, run: Run, diag: xr.Dataset | None, reason: str,
+                         metrics: dict, units: str) -> None:
+    """Eddy detection and segmentation: the eddies of the reference (``truth`` masks) and of
+    the prediction on a chosen day over the SSH, the confusion matrix of the classes over
+    the test period, and the object scores."""
+    import numpy as np
+
+    st.subheader("Eddies")
+    rec_name = ui.reconstruction_name(pred)
+    times = pd.DatetimeIndex(pred["time"].values) if "time" in pred.dims else None
+    labels = ui.time_labels(times) if times is not None else ["the only map"]
+    day = pick("Day of the test period", labels, "results.day")
+    i = labels.index(day)
+    ssh_name = _ssh_variable(pred, rec_name)
+    ssh_units = ui.as_text(pred[ssh_name].attrs.get("units")) if ssh_name else ""
+    mtime = ui.file_mtime(run.path / PREDICTION_FILE)
+
+    def build(i: int = i):
+        mask = ui.ocean_mask(pred)
+        ssh = _day(pred[ssh_name], i) if ssh_name else None
+        limits = ssh_limits(str(run.path), mtime, ssh_name) if ssh_name else None
+        return figures.eddy_maps_figure(
+            ssh, _day(pred["truth"], i), _day(pred[rec_name], i), land_mask=mask,
+            units=f"SSH ({ssh_units})" if ssh_units else "SSH",
+            titles=("Reference eddies (truth)", f"Predicted eddies ({rec_name})"),
+            suptitle=labels[i] if times is not None else None, limits=limits)
+
+    ui.show_cached_figure(("eddy maps", *ui.run_stamp(run, PREDICTION_FILE), ssh_name, i), build)
+    ocean = np.asarray(ui.ocean_mask(pred).transpose("lat", "lon").values, dtype=bool)
+    shares = []
+    for what, name in (("reference", "truth"), ("prediction", rec_name)):
+        sea = np.nan_to_num(np.asarray(_day(pred[name], i).values, "float64"))[ocean]
+        n = max(sea.size, 1)
+        shares.append(f"{what} {(sea == 1).sum() / n:.1%} cyclonic, "
+                      f"{(sea == 2).sum() / n:.1%} anticyclonic cells")
+    st.caption(ui.plain(
+        ("SSH of the day (" + ssh_name + ") under the contours; " if ssh_name else
+         "No SSH in prediction.nc: the class maps themselves are drawn; ")
+        + "cyclones (class 1) are outlined in blue, anticyclones (class 2) in red. "
+        + "; ".join(shares) + "."))
+
+    st.subheader("Confusion matrix")
+    try:
+        matrix = confusion(str(run.path), mtime)
+    except (ValueError, KeyError, OSError, RunError) as exc:
+        st.warning(ui.plain(f"confusion matrix not available: {ui.first_line(str(exc))}"))
+    else:
+        left, right = st.columns([3, 2])
+        with left:
+            ui.show_cached_figure(
+                ("confusion", *ui.run_stamp(run, PREDICTION_FILE)),
+                lambda: figures.confusion_matrix_figure(matrix, figures.CLASS_LABELS,
+                                                        normalise=True))
+        with right:
+            total = int(matrix.sum())
+            right_share = float(np.trace(matrix)) / total if total else 0.0
+            st.caption(ui.plain(
+                f"Every ocean cell of every day of the test period ({total:,} cells): rows "
+                "the reference class, columns the predicted class; each cell the share of "
+                "its reference class (the diagonal is each class's recall) over the count. "
+                f"Pixel accuracy {right_share:.1%}."))
+    object_scores(metrics)
+
+
 # --------------------------------------------------------------------------- every task
 
 
@@ -495,11 +630,14 @@ def main() -> None:
     ui.show_scores(metrics, units, task)
 
     diag, reason = ui.diagnostics(run)
-    if task == "forecast" and "lead_time" in pred.dims:
+    if task == "segmentation":
+        segmentation_results(pred, run, diag, reason, metrics, units)
+    elif task == "forecast" and "lead_time" in pred.dims:
         forecast_results(pred, run, diag, reason, units)
     else:
         mapping_results(pred, run, diag, reason, metrics, units, task)
-    physics_section(pred, run, diag, metrics)
+    if task != "segmentation":  # class maps: no QG potential vorticity to speak of
+        physics_section(pred, run, diag, metrics)
 
     config_section(run, info)
 
