@@ -28,6 +28,9 @@ from backend.tuning import TUNING_CSV
 from metrics.scores import info as score_info
 from oceanlab_errors import OceanLabError, RunError
 
+#: Figures of the days around the one shown, drawn in the background once this run of the
+#: page has drawn everything (see :func:`main`); the page module runs afresh each time.
+AHEAD: list = []
 #: Session key of the map view (SSH, speed, vorticity), shared with the Compare page.
 VIEW_KEY = "maps.view"
 VIEW_CAPTIONS = {
@@ -178,9 +181,10 @@ def day_maps(pred: xr.Dataset, run: Run, units: str, *, inputs: str, title: str)
     # the colour limits are read here, in the page's thread (NetCDF reading is not
     # thread-safe); the days drawn ahead then use the cached ones and arrays in memory
     ui.view_limits(str(run.path), mtime, view)
-    # the next days (and the one before) are drawn while the user looks at this one
-    ui.prefetch_figures([(key(j), lambda j=j: build(j))
-                         for j in (i + 1, i + 2, i - 1) if 0 <= j < len(times)])
+    # the next days (and the one before) are drawn while the user looks at this one, once
+    # this run of the page has drawn everything (main() starts them: no competition)
+    AHEAD.extend((key(j), lambda j=j: build(j))
+                 for j in (i + 1, i + 2, i - 1) if 0 <= j < len(times))
     st.caption(VIEW_CAPTIONS[view] + (
         " Observations are SSH points: they are drawn on the SSH view only."
         if inputs == "obs" and view != "ssh" else ""))
@@ -198,10 +202,20 @@ def rmse_over_time(diag: xr.Dataset, run: Run, units: str, day: pd.Timestamp,
     series = {"model": rmse}
     if reference is not None and reference[1] in diag:
         series[reference[0]] = ui.time_series(diag[reference[1]])
-    ui.show_cached_figure(
-        ("rmse over time", *ui.run_stamp(run, DIAGNOSTICS_FILE), units, str(day), reference),
-        lambda: figures.timeseries_figure(
-            series, ylabel=f"RMSE ({units})" if units else "RMSE", mark=day))
+
+    def key(d) -> tuple:
+        return ("rmse over time", *ui.run_stamp(run, DIAGNOSTICS_FILE), units, str(d), reference)
+
+    def build(d=day):
+        return figures.timeseries_figure(series, ylabel=f"RMSE ({units})" if units else "RMSE",
+                                         mark=d)
+
+    ui.show_cached_figure(key(day), build)
+    days = list(rmse.index)
+    if day in days:  # the curve marks the day shown: the next days' marks drawn ahead too
+        i = days.index(day)
+        AHEAD.extend((key(days[j]), lambda j=j: build(days[j]))
+                     for j in (i + 1, i + 2, i - 1) if 0 <= j < len(days))
     means = "; ".join(f"{name} {s.mean():.4g}" for name, s in series.items())
     st.caption(f"Spatial RMSE over ocean points each day; mean {ui.plain(means)} "
                f"{ui.plain(units)}. The dashed line is the day shown on the maps.")
@@ -653,3 +667,5 @@ def main() -> None:
 
 
 main()
+if AHEAD:  # everything of this run is drawn: now the days around it, in the background
+    ui.prefetch_figures(AHEAD)
