@@ -152,7 +152,11 @@ def test_forecast_run_launched_from_the_experiment_page(server, workspace, tmp_p
         path_box.fill(str(data.resolve()))
         path_box.press("Enter")
         page.get_by_text("Variable to forecast").wait_for(timeout=30_000)
-        page.get_by_role("button", name="Launch").click()
+        # while the page reruns, the old (disabled) button can still be shown beside the new
+        launch = page.get_by_role("button", name="Launch").and_(
+            page.locator("button:not([disabled])"))
+        launch.first.wait_for(timeout=30_000)
+        launch.first.click()
         # the page says what the Launch did: a free slot took it (or it waits in the queue)
         page.get_by_text(re.compile(r"started \(\d of \d slots? busy\)|queued, position \d"))\
             .first.wait_for(timeout=30_000)
