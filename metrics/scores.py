@@ -95,6 +95,32 @@ _ALL = [
     ScoreInfo("physics_residual_truth", "QG PV residual of the truth", "1", None,
               "the same residual of the truth over the same times: the floor (forcing and "
               "dissipation are not in the residual)"),
+    # Eddy segmentation (data.tasks.segmentation, metrics.eddies, issue 12).
+    ScoreInfo("iou_cyclonic", "IoU cyclonic", "1", "higher",
+              "intersection over union of the cyclonic class (pooled over maps)"),
+    ScoreInfo("iou_anticyclonic", "IoU anticyclonic", "1", "higher",
+              "intersection over union of the anticyclonic class (pooled over maps)"),
+    ScoreInfo("dice_cyclonic", "Dice cyclonic", "1", "higher", "Dice of the cyclonic class"),
+    ScoreInfo("dice_anticyclonic", "Dice anticyclonic", "1", "higher",
+              "Dice of the anticyclonic class"),
+    ScoreInfo("dice_mean", "mean Dice", "1", "higher",
+              "mean Dice of the cyclonic and anticyclonic classes"),
+    ScoreInfo("pixel_accuracy", "pixel accuracy", "1", "higher",
+              "share of ocean cells of the right class (background included)"),
+    ScoreInfo("eddy_precision", "eddy precision", "1", "higher",
+              "predicted eddies matched to a reference eddy / predicted eddies"),
+    ScoreInfo("eddy_recall", "eddy recall", "1", "higher",
+              "reference eddies matched / reference eddies"),
+    ScoreInfo("eddy_f1", "eddy F1", "1", "higher", "harmonic mean of eddy precision and recall"),
+    ScoreInfo("radius_error_km", "radius error", "km", "lower",
+              "mean |radius − reference radius| of matched eddies (equivalent-area radius)"),
+    ScoreInfo("amplitude_error_m", "amplitude error", "m", "lower",
+              "mean |amplitude − reference amplitude| of matched eddies"),
+    ScoreInfo("n_eddies_predicted", "eddies predicted", "1", None,
+              "eddies (regions of at least task.pixel_min cells) in the prediction"),
+    ScoreInfo("n_eddies_reference", "eddies in the reference", "1", None,
+              "eddies in the reference masks"),
+    ScoreInfo("n_eddies_matched", "eddies matched", "1", None, "matched pairs"),
 ]
 
 #: Every known score by key, in display order.

@@ -83,11 +83,58 @@ def vorticity_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
     return _weighted_mean(lap**2, w)
 
 
+def _class_targets(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor):
+    """Segmentation: ``pred`` holds one logit per class ``(B, C, H, W)``, ``target`` the
+    class index as a number ``(B, 1, H, W)`` (the segmentation task's targets are not
+    normalised); returns the one-hot targets ``(B, C, H, W)`` and the weight ``(B, H, W)``."""
+    n = pred.shape[1]
+    if n < 2:
+        raise ValueError("cross_entropy and dice need one output channel per class "
+                         "(the segmentation task)")
+    labels = target[:, 0].round().long().clamp(0, n - 1)
+    onehot = torch.nn.functional.one_hot(labels, n).permute(0, 3, 1, 2).to(pred.dtype)
+    return onehot, weight[:, 0]
+
+
+def cross_entropy(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
+                  grid: Grid | None = None) -> torch.Tensor:
+    """Class-weighted cross-entropy of the logits ``pred`` (segmentation): each class
+    weighs ``sqrt(N / (C · N_k))`` with ``N_k`` its scored cells in the batch (eddies are
+    rarer than background)."""
+    pred = pred.float()
+    onehot, w = _class_targets(pred, target, weight)
+    n = pred.shape[1]
+    counts = (onehot * w[:, None]).sum(dim=(0, 2, 3))
+    class_w = torch.sqrt(counts.sum() / (n * counts.clamp_min(1.0)))
+    nll = -(onehot * torch.log_softmax(pred, dim=1)).sum(dim=1)
+    cell_w = w * (onehot * class_w[None, :, None, None]).sum(dim=1)
+    return (cell_w * nll).sum() / cell_w.sum().clamp_min(1e-6)
+
+
+def dice_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
+              grid: Grid | None = None) -> torch.Tensor:
+    """1 − the soft Dice of the eddy classes (all but class 0), mean over classes, on the
+    scored cells (segmentation)."""
+    pred = pred.float()
+    onehot, w = _class_targets(pred, target, weight)
+    prob = torch.softmax(pred, dim=1) * w[:, None]
+    onehot = onehot * w[:, None]
+    inter = (prob * onehot).sum(dim=(0, 2, 3))
+    total = (prob + onehot).sum(dim=(0, 2, 3))
+    dice = (2 * inter + 1.0) / (total + 1.0)
+    return 1.0 - dice[1:].mean()
+
+
+#: Terms for class logits (the segmentation task); the others are for fields.
+CLASS_TERMS = ("cross_entropy", "dice")
+
 #: Loss terms by config name.
 LOSS_TERMS: dict[str, LossFn] = {
     "mse": masked_mse,
     "gradient": gradient_mse,
     "vorticity": vorticity_mse,
+    "cross_entropy": cross_entropy,
+    "dice": dice_loss,
 }
 
 

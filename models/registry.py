@@ -32,9 +32,11 @@ def _load_builtin() -> None:
     import models.autoencoder  # noqa: F401
     import models.bicubic  # noqa: F401
     import models.climatology  # noqa: F401
+    import models.contour  # noqa: F401
     import models.convlstm  # noqa: F401
     import models.eof  # noqa: F401
     import models.oi  # noqa: F401
+    import models.okubo_weiss  # noqa: F401
     import models.persistence  # noqa: F401
     import models.pinn  # noqa: F401
     import models.unet  # noqa: F401

@@ -64,7 +64,8 @@ class LossTerm(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    name: str = Field("mse", description="mse, gradient or vorticity")
+    name: str = Field("mse", description="mse, gradient or vorticity (fields); cross_entropy "
+                                         "or dice (segmentation classes)")
     weight: float = Field(1.0, ge=0, le=1e6, description="factor of the term in the loss")
 
     @field_validator("name")

@@ -6,7 +6,10 @@ training period's mean map, normalised, zero where missing) and their masks, any
 first guess (``first_guess=oi``: the output is then the OI plus a learned correction), and the
 mean map itself; its output the field at the window's centre; for a forecast
 the last ``task.history`` states and the next ``task.horizon`` states (direct) or the next
-one (rollout); for downscaling the interpolated coarse field and the fine one. Training,
+one (rollout); for downscaling the interpolated coarse field and the fine one; for
+segmentation the SSH map (and its departure from the training mean) and one logit per class
+(targets are the class indices, not normalised; the loss is ``cross_entropy`` and/or
+``dice`` of ``train.loss``, class-weighted cross-entropy when it names neither). Training,
 normalisation and reconstruction are the shared trainer's (:mod:`models.trainer`). Any grid
 size works: the network pads its input to a multiple of ``2**depth`` and crops the output.
 """
@@ -98,7 +101,44 @@ class UNetMapper(NetworkModel):
     """Learned mapping: a UNet CNN trained by the shared trainer, for every task."""
 
     Params = UNetParams
+    tasks = (*NetworkModel.tasks, "segmentation")
+    #: Classes of a segmentation task (one output channel each), 0 for field tasks.
+    _n_classes = 0
 
     def build_network(self, io: NetworkIO) -> nn.Module:
         p: UNetParams = self.params  # type: ignore[assignment]
-        return UNet(io.in_channels, io.out_channels, p.base_channels, p.depth)
+        return UNet(io.in_channels, self._n_classes or io.out_channels, p.base_channels, p.depth)
+
+    # -- segmentation (issue 12): class logits, targets that are class indices ----------
+    def task_io(self, task):
+        self._n_classes = int(getattr(task, "n_classes", 0) or 0)
+        return super().task_io(task)
+
+    def _fit_process(self, task, io, s, *args, **kwargs):
+        if self._n_classes:
+            from data.torch_data import Normalisation
+            from models.losses import CLASS_TERMS
+            from models.trainer import LossTerm
+
+            self.norm = Normalisation(0.0, 1.0)  # targets are classes, outputs logits
+            if not any(t.name in CLASS_TERMS for t in s.loss):
+                # the field terms (mse, …) mean nothing for classes: class-weighted CE
+                s = s.model_copy(update={"loss": [LossTerm(name="cross_entropy")]})
+            self._loss_used = [t.name for t in s.loss]
+        return super()._fit_process(task, io, s, *args, **kwargs)
+
+    def execution_info(self) -> dict:
+        """The trainer's, plus for segmentation the loss terms actually used (class-weighted
+        cross-entropy replaces field losses such as the default ``mse``), so that run.json
+        says what trained the network."""
+        info = super().execution_info()
+        if getattr(self, "_loss_used", None):
+            info["loss"] = list(self._loss_used)
+        return info
+
+    def predict(self, task, times):
+        if int(getattr(task, "n_classes", 0) or 0):
+            from data.torch_data import Normalisation
+
+            self.norm = Normalisation(0.0, 1.0)
+        return super().predict(task, times)

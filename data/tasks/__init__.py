@@ -2,7 +2,8 @@
 
 The registry (:func:`get_task`, :func:`available_tasks`, :func:`register_task`) maps names
 to task classes: ``interpolation`` (:mod:`data.tasks.interpolation`), ``forecast``
-(:mod:`data.tasks.forecast`), ``downscaling`` (:mod:`data.tasks.downscaling`).
+(:mod:`data.tasks.forecast`), ``downscaling`` (:mod:`data.tasks.downscaling`),
+``segmentation`` (:mod:`data.tasks.segmentation`: eddy masks).
 """
 
 from data.tasks.base import NetworkIO, Task, TaskContext, TaskParams, auto_periods

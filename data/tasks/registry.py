@@ -33,6 +33,7 @@ def _load_builtin() -> None:
     import data.tasks.downscaling  # noqa: F401
     import data.tasks.forecast  # noqa: F401
     import data.tasks.interpolation  # noqa: F401
+    import data.tasks.segmentation  # noqa: F401
 
 
 def available_tasks() -> list[str]:
