@@ -176,6 +176,43 @@ class Task(ABC):
         t = pd.DatetimeIndex(self.truth["time"].values)
         return t[(t >= start) & (t <= end)]
 
+    def with_run_test_period(self, field: xr.DataArray, run_id: str,
+                             context: TaskContext | None, *, option: str, noun: str,
+                             advice: str) -> xr.DataArray:
+        """``field`` with its test period replaced by interpolation run ``run_id``'s
+        reconstruction (a forecast's initial states, a segmentation's input maps): the
+        realistic chain from observations to the task. ``option`` (``init_run``) and
+        ``noun``/``advice`` name the task in messages; the result's attribute
+        ``oceanlab_<option>`` records the run. DataError when the run store is not at hand,
+        or the run is not an interpolation, lacks its reconstruction, is on another grid or
+        does not cover the test period."""
+        if context is None or context.run_prediction is None:
+            raise DataError(f"{self.label}: task.{option}={run_id} needs the run store")
+        pred = context.run_prediction(run_id)
+        if pred.attrs.get("oceanlab_task", "interpolation") != "interpolation":
+            raise DataError(f"run {run_id} is a {pred.attrs.get('oceanlab_task')} run; "
+                            f"task.{option} needs an interpolation run")
+        name = pred.attrs.get("oceanlab_reconstruction_var", str(field.name))
+        if name not in pred:
+            raise DataError(f"run {run_id}: its prediction.nc has no variable {name!r}")
+        rec = pred[name]
+        for dim in ("lat", "lon"):
+            mine, theirs = field[dim].values, rec[dim].values
+            if mine.shape != theirs.shape or not np.allclose(mine, theirs, atol=1e-6):
+                raise DataError(f"run {run_id}: its reconstruction is on another {dim} grid "
+                                f"than {self.label}; {advice} the data it was made from")
+        rec_times = pd.DatetimeIndex(rec["time"].values)
+        test = self.times("test")
+        missing = test.difference(rec_times)
+        if len(missing):
+            raise DataError(f"run {run_id}: its reconstruction covers {rec_times[0].date()}…"
+                            f"{rec_times[-1].date()}, not the {noun}'s test period "
+                            f"{test[0].date()}…{test[-1].date()}; use the same periods")
+        out = field.copy()
+        out.loc[{"time": test}] = rec.sel(time=test).transpose("time", "lat", "lon").values
+        out.attrs = dict(field.attrs, **{f"oceanlab_{option}": run_id})
+        return out.where(self.mask)
+
     def index(self, split: str) -> np.ndarray:
         """Integer positions along ``time`` of ``split``."""
         t = pd.DatetimeIndex(self.truth["time"].values)

@@ -121,32 +121,8 @@ class ForecastTask(Task):
 
     def _initial_state(self, run_id: str, context: TaskContext | None) -> xr.DataArray:
         """The truth with the test period replaced by run ``run_id``'s reconstruction."""
-        if context is None or context.run_prediction is None:
-            raise DataError(f"{self.label}: task.init_run={run_id} needs the run store")
-        pred = context.run_prediction(run_id)
-        if pred.attrs.get("oceanlab_task", "interpolation") != "interpolation":
-            raise DataError(f"run {run_id} is a {pred.attrs.get('oceanlab_task')} run; "
-                            f"task.init_run needs an interpolation run")
-        name = pred.attrs.get("oceanlab_reconstruction_var", str(self.truth.name))
-        if name not in pred:
-            raise DataError(f"run {run_id}: its prediction.nc has no variable {name!r}")
-        rec = pred[name]
-        for dim in ("lat", "lon"):
-            mine, theirs = self.truth[dim].values, rec[dim].values
-            if mine.shape != theirs.shape or not np.allclose(mine, theirs, atol=1e-6):
-                raise DataError(f"run {run_id}: its reconstruction is on another {dim} grid "
-                                f"than {self.label}; forecast on the data it was made from")
-        rec_times = pd.DatetimeIndex(rec["time"].values)
-        test = self.times("test")
-        missing = test.difference(rec_times)
-        if len(missing):
-            raise DataError(f"run {run_id}: its reconstruction covers {rec_times[0].date()}…"
-                            f"{rec_times[-1].date()}, not the forecast's test period "
-                            f"{test[0].date()}…{test[-1].date()}; use the same periods")
-        state = self.truth.copy()
-        state.loc[{"time": test}] = rec.sel(time=test).transpose("time", "lat", "lon").values
-        state.attrs = dict(self.truth.attrs, oceanlab_init_run=run_id)
-        return state.where(self.mask)
+        return self.with_run_test_period(self.truth, run_id, context, option="init_run",
+                                         noun="forecast", advice="forecast on")
 
     # -- samples --------------------------------------------------------------------------
     def sample_index(self, split: str) -> np.ndarray:

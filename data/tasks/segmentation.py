@@ -109,34 +109,9 @@ class SegmentationTask(Task):
         return task
 
     def _input_from_run(self, run_id: str, context: TaskContext | None) -> xr.DataArray:
-        """The true SSH with the test period replaced by run ``run_id``'s reconstruction
-        (as :meth:`data.tasks.forecast.ForecastTask._initial_state`)."""
-        if context is None or context.run_prediction is None:
-            raise DataError(f"{self.label}: task.input_run={run_id} needs the run store")
-        pred = context.run_prediction(run_id)
-        if pred.attrs.get("oceanlab_task", "interpolation") != "interpolation":
-            raise DataError(f"run {run_id} is a {pred.attrs.get('oceanlab_task')} run; "
-                            f"task.input_run needs an interpolation run")
-        name = pred.attrs.get("oceanlab_reconstruction_var", str(self.ssh.name))
-        if name not in pred:
-            raise DataError(f"run {run_id}: its prediction.nc has no variable {name!r}")
-        rec = pred[name]
-        for dim in ("lat", "lon"):
-            mine, theirs = self.ssh[dim].values, rec[dim].values
-            if mine.shape != theirs.shape or not np.allclose(mine, theirs, atol=1e-6):
-                raise DataError(f"run {run_id}: its reconstruction is on another {dim} grid "
-                                f"than {self.label}; segment the data it was made from")
-        rec_times = pd.DatetimeIndex(rec["time"].values)
-        test = self.times("test")
-        missing = test.difference(rec_times)
-        if len(missing):
-            raise DataError(f"run {run_id}: its reconstruction covers {rec_times[0].date()}…"
-                            f"{rec_times[-1].date()}, not the segmentation's test period "
-                            f"{test[0].date()}…{test[-1].date()}; use the same periods")
-        inputs = self.ssh.copy()
-        inputs.loc[{"time": test}] = rec.sel(time=test).transpose("time", "lat", "lon").values
-        inputs.attrs = dict(self.ssh.attrs, oceanlab_input_run=run_id)
-        return inputs.where(self.mask)
+        """The true SSH with the test period replaced by run ``run_id``'s reconstruction."""
+        return self.with_run_test_period(self.ssh, run_id, context, option="input_run",
+                                         noun="segmentation", advice="segment")
 
     # -- what a network sees --------------------------------------------------------------
     def network_io(self, window: int | None = None) -> NetworkIO:
