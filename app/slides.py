@@ -394,8 +394,11 @@ def _day_slide(runs: list[Run], preds: dict, labels: dict, units: str) -> Slide 
 
         truth = _on_day(first["truth"], day)
         recs = {labels[rid]: _on_day(p[_reconstruction(p)], day) for rid, p in usable.items()}
+        from app.views import quantity
+
+        label = quantity("ssh", truth, units) if truth is not None else units
         return runs_day_figure(truth, recs, land_mask=_ocean(first), units=units, per_row=4,
-                               panel_size=(3.0, 2.6))
+                               panel_size=(3.0, 2.6), label=label)
 
     return Slide(f"The same day, side by side: {_day_label(day)}", "day", build,
                  caption="Truth and every run on one colour scale; below, each run's residual "
