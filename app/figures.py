@@ -225,7 +225,9 @@ def _lat_lon(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(da["lat"].values, "float64"), np.asarray(da["lon"].values, "float64")
 
 
-def _edges(x: np.ndarray) -> tuple[float, float]:
+def cell_edges(x: np.ndarray) -> tuple[float, float]:
+    """The outer edges of sorted cell centres ``x`` (half a median step beyond each end)."""
+    x = np.asarray(x, dtype="float64")
     half = 0.5 * float(np.median(np.diff(x))) if x.size > 1 else 0.5
     return float(x.min()) - half, float(x.max()) + half
 
@@ -326,8 +328,8 @@ def draw_map(ax, panel: MapPanel, *, coastline: tuple[str, Path] | None = None):
         b0, b1, c0, c1 = panel.box
         ax.plot([b0, b1, b1, b0, b0], [c0, c0, c1, c1, c0], color="k", linewidth=1.6,
                 linestyle="--", transform=data_crs, zorder=6)
-    x0, x1 = _edges(lon)
-    y0, y1 = _edges(lat)
+    x0, x1 = cell_edges(lon)
+    y0, y1 = cell_edges(lat)
     ax.set_extent([x0, x1, y0, y1], crs=data_crs)
     _degree_ticks(ax, (x0, x1), (y0, y1), data_crs)
     ax.set_title(plain_label(panel.title), fontsize=9)

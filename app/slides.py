@@ -467,32 +467,17 @@ def _psd_slide(runs: list[Run], diags: dict, labels: dict, metrics: dict) -> Sli
                              "0.5 contour bounds the scales the method resolves.")
 
     def build_all() -> Figure:
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
+        from app.figures import psd_overlay_figure
         from metrics import psd_score_contour
 
-        fig = Figure(figsize=SIZE, layout="constrained")
-        ax = fig.add_subplot()
-        for i, run in enumerate(have):
-            colour = f"C{i}"
-            for j, line in enumerate(psd_score_contour(diags[run.id]["psd_score"], 0.5)):
-                ax.plot(line[:, 0], line[:, 1], color=colour,
-                        label=_plain(labels[run.id]) if j == 0 else None)
+        fig = psd_overlay_figure(
+            {labels[r.id]: psd_score_contour(diags[r.id]["psd_score"], 0.5)  # escaped there
+             for r in have}, size=SIZE)
+        ax = fig.axes[0]
+        for i, run in enumerate(have):  # each run's λx, dotted in its colour
             lx = metrics.get(run.id, {}).get("lambda_x_deg")
             if isinstance(lx, int | float) and math.isfinite(lx):
-                ax.axvline(lx, color=colour, linestyle=":", linewidth=1.5)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        for axis in (ax.xaxis, ax.yaxis):
-            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-            axis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("wavelength (degrees of longitude)")
-        ax.set_ylabel("period (days)")
-        ax.grid(alpha=0.3, which="both")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(title="PSD score = 0.5")
+                ax.axvline(lx, color=f"C{i}", linestyle=":", linewidth=1.5)
         return fig
 
     return Slide("PSD score: the scales each run resolves", "psd", build_all,

@@ -104,6 +104,16 @@ def leaderboard(runs: list[Run]) -> pd.DataFrame:
     return table
 
 
+def run_title(run: Run) -> str:
+    """A run's id, with its user-given name when it has one (``ID · name``): the label of
+    its maps and curves on the Compare page and in reports."""
+    try:
+        name = run.info().get("name")
+    except RunError:  # damaged run.json: the id alone
+        name = None
+    return f"{run.id} · {name}" if isinstance(name, str) and name else run.id
+
+
 def data_units(runs: list[Run]) -> str:
     """The data's units (the ``units`` of ``truth`` in the first prediction.nc that has them,
     read without loading the fields), or "" when none says."""

@@ -37,10 +37,9 @@ def texts(elements) -> str:
     return "\n".join(shown(str(e.value)) for e in elements)
 
 
-@pytest.fixture(scope="module")
-def made_runs(tmp_path_factory) -> tuple[Path, list[str]]:
-    """A run store holding three finished OI runs (ids in LT_DAYS order)."""
-    root = tmp_path_factory.mktemp("compare")
+def make_oi_runs(root: Path, lt_days: tuple[float, ...]) -> tuple[Path, list[str]]:
+    """A run store under ``root`` holding finished OI runs on a small mock file that differ
+    only in ``model.lt_days`` (ids in ``lt_days`` order); also used by the Present tests."""
     ds = mock_field(n_time=60, n_lat=20, n_lon=24, land=True, seed=1)
     ds["ssh_obs"] = add_noise(insert_nan(ds["ssh"], 0.85, seed=2), 0.01, seed=3)
     ds["ssh_obs"].attrs = {"units": "m", "long_name": "observed ssh"}
@@ -48,7 +47,7 @@ def made_runs(tmp_path_factory) -> tuple[Path, list[str]]:
     ds.drop_vars("mask").to_netcdf(nc)
     store = RunStore(root / "runs")
     ids = []
-    for lt in LT_DAYS:
+    for lt in lt_days:
         config = build_config(model="oi", overrides={
             "data.path": str(nc), "data.var": "ssh", "data.obs": "ssh_obs",
             "model.lt_days": lt})
@@ -56,6 +55,12 @@ def made_runs(tmp_path_factory) -> tuple[Path, list[str]]:
         assert run.status == "done", run.info().get("error")
         ids.append(run.id)
     return root / "runs", ids
+
+
+@pytest.fixture(scope="module")
+def made_runs(tmp_path_factory) -> tuple[Path, list[str]]:
+    """A run store holding three finished OI runs (ids in LT_DAYS order)."""
+    return make_oi_runs(tmp_path_factory.mktemp("compare"), LT_DAYS)
 
 
 @pytest.fixture

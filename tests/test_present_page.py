@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from backend.config import build_config
 from backend.runner import execute
 from backend.store import RunStore
-from data.synthetic import add_noise, insert_nan, mock_field
+from tests.test_compare_page import make_oi_runs
 
 PAGE = Path(__file__).resolve().parents[1] / "app" / "pages" / "6_Present.py"
 LT_DAYS = (3.0, 12.0)
@@ -25,22 +25,7 @@ LT_DAYS = (3.0, 12.0)
 @pytest.fixture(scope="module")
 def made_runs(tmp_path_factory) -> tuple[Path, list[str]]:
     """A run store holding two finished OI runs (ids in LT_DAYS order)."""
-    root = tmp_path_factory.mktemp("present")
-    ds = mock_field(n_time=60, n_lat=20, n_lon=24, land=True, seed=1)
-    ds["ssh_obs"] = add_noise(insert_nan(ds["ssh"], 0.85, seed=2), 0.01, seed=3)
-    ds["ssh_obs"].attrs = {"units": "m", "long_name": "observed ssh"}
-    nc = root / "mock.nc"
-    ds.drop_vars("mask").to_netcdf(nc)
-    store = RunStore(root / "runs")
-    ids = []
-    for lt in LT_DAYS:
-        config = build_config(model="oi", overrides={
-            "data.path": str(nc), "data.var": "ssh", "data.obs": "ssh_obs",
-            "model.lt_days": lt})
-        run = execute(config, store)
-        assert run.status == "done", run.info().get("error")
-        ids.append(run.id)
-    return root / "runs", ids
+    return make_oi_runs(tmp_path_factory.mktemp("present"), LT_DAYS)
 
 
 @pytest.fixture

@@ -136,7 +136,7 @@ def _maps_section(runs) -> str:
 
     import numpy as np
 
-    from backend.compare import reconstruction_name
+    from backend.compare import reconstruction_name, run_title
     from oceanlab_errors import RunError
 
     fields, notes = [], []
@@ -172,7 +172,7 @@ def _maps_section(runs) -> str:
         same = [f for f in fields if f[1].shape == shape]
         notes += [f"{f[0].id}: no map (another grid)" for f in fields if f[1].shape != shape]
         fig = runs_day_figure(
-            truth, {_title(run): rec for run, rec, _, _ in same}, land_mask=fields[0][3],
+            truth, {run_title(run): rec for run, rec, _, _ in same}, land_mask=fields[0][3],
             units=units, label=quantity("ssh", truth, units) if truth is not None else units,
             suptitle=f"{np.datetime_as_string(day, unit='D')}: one shared colour scale, "
                      "residuals below")
@@ -180,12 +180,6 @@ def _maps_section(runs) -> str:
         parts.append(_png_tag(fig, "maps of the runs on the same day"))
     parts += [f"<p>{html.escape(n)}</p>" for n in notes]
     return "\n".join(parts)
-
-
-def _title(run) -> str:
-    """A run's id, with its name when it has one."""
-    name = run.info().get("name")
-    return f"{run.id} · {name}" if isinstance(name, str) and name else run.id
 
 
 def _curves_section(runs) -> str:
@@ -197,6 +191,7 @@ def _curves_section(runs) -> str:
     import pandas as pd
 
     from app import figures
+    from backend.compare import run_title
     from metrics.mapping import psd_score_contour
 
     over_time, contours, spectra, truth_psd, by_lead, skill, notes = {}, {}, {}, None, {}, {}, []
@@ -209,7 +204,7 @@ def _curves_section(runs) -> str:
         if diag is None:
             notes.append(f"{run.id}: no diagnostics.nc")
             continue
-        title = _title(run)
+        title = run_title(run)
         rmse = diag.get("rmse_t")
         if rmse is not None and "time" in rmse.dims:
             rmse = rmse.mean([d for d in rmse.dims if d != "time"]) if rmse.ndim > 1 else rmse

@@ -88,12 +88,9 @@ SELECTION_KEY = "data.selection"
 
 
 def _edges(values) -> tuple[float, float]:
-    """The outer cell edges of sorted cell centres."""
-    import numpy as np
-
-    v = np.asarray(values, dtype="float64")
-    half = 0.5 * float(np.median(np.diff(v))) if v.size > 1 else 0.5
-    return round(float(v[0]) - half, 4), round(float(v[-1]) + half, 4)
+    """The outer cell edges of sorted cell centres, to 4 decimals (slider bounds)."""
+    lo, hi = figures.cell_edges(values)
+    return round(lo, 4), round(hi, 4)
 
 
 def region_section(ds, path: str) -> tuple[float, float, float, float] | None:

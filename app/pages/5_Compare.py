@@ -21,6 +21,7 @@ import pandas as pd
 import streamlit as st
 
 from app import figures, ui, views
+from backend.compare import run_title
 from backend.store import DIAGNOSTICS_FILE, METRICS_FILE, PREDICTION_FILE, RUN_FILE, Run, RunStore
 from metrics.scores import info as score_info
 from oceanlab_errors import RunError
@@ -199,15 +200,6 @@ def manage_section(store: RunStore, table: pd.DataFrame, ids: list[str]) -> None
 
 
 # --------------------------------------------------------------------------- leaderboard
-
-
-def run_title(run: Run) -> str:
-    """A run's id, with its name when it has one (map titles, legends)."""
-    try:
-        name = run.info().get("name")
-    except Exception:  # noqa: BLE001 (read already; a race is not worth a crash)
-        name = None
-    return f"{run.id} · {name}" if isinstance(name, str) and name else run.id
 
 
 def stamps(runs: list[Run], *files: str) -> tuple:
